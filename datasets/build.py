@@ -1,0 +1,38 @@
+"""Datasets from config: validated up front, so that bad data stops a run before its first step."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch.utils.data import Dataset
+
+from .paired import PairedImageDataset, holdout_split, validate_paired_folder
+from .synthetic import SyntheticHazeDataset
+from .transforms import PairedAugment
+
+SYNTHETIC_VALID_SAMPLES = 32  # enough crops for a stable validation PSNR, cheap on a CPU
+
+
+def build_training_sets(data) -> tuple[Dataset, Dataset]:
+    """(train, validation) datasets for a `DataConfig`."""
+    if data.dataset == "synthetic":
+        train = SyntheticHazeDataset("train", data.crop_size, data.samples_per_epoch, rotate90=data.rotate90)
+        return train, SyntheticHazeDataset("valid", data.crop_size, SYNTHETIC_VALID_SAMPLES)
+
+    train_root = Path(data.root) / data.train_split
+    names = validate_paired_folder(train_root, min_size=data.crop_size)
+    if data.validation == "holdout":
+        names, val_names = holdout_split(names, data.holdout_fraction)
+        val_root = train_root
+    else:  # "test-center-crop": what the anchors do (model selection on the test set)
+        val_root = Path(data.root) / data.test_split
+        val_names = validate_paired_folder(val_root, min_size=data.crop_size)
+    augment = PairedAugment(data.crop_size, data.edge_decay, data.rotate90)
+    return (PairedImageDataset(train_root, names, "train", augment),
+            PairedImageDataset(val_root, val_names, "valid", crop_size=data.crop_size))
+
+
+def build_test_set(source: Path | str) -> Dataset:
+    """Full-resolution test images: a paired folder ({GT,hazy}/), or "synthetic" for the held-out synthetic set."""
+    if str(source) == "synthetic":
+        return SyntheticHazeDataset("test")
+    return PairedImageDataset(source, validate_paired_folder(source), "test")

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch.nn as nn
+
+from utils.checkpoint import is_project_checkpoint, load_checkpoint
+
+from .registry import canonical_name, create_model
+
+
+def build_model(name: str, checkpoint: Path | str | None = None, **kwargs) -> nn.Module:
+    """Build a registered model; with `checkpoint`, also load its weights (this project's or official ones)."""
+    model = create_model(name, **kwargs)
+    if checkpoint is not None:
+        load_weights(model, name, load_checkpoint(checkpoint), source=checkpoint)
+    return model
+
+
+def load_model(checkpoint: Path | str, name: str | None = None) -> nn.Module:
+    """The network stored in `checkpoint`, in eval mode. This project's checkpoints name their model;
+    for an official checkpoint pass `name` (e.g. "mixdehazenet-s")."""
+    contents = load_checkpoint(checkpoint)
+    if name is None:
+        if not is_project_checkpoint(contents):
+            raise ValueError(f"{checkpoint} is not a checkpoint of this project: pass the model name it holds")
+        name = contents["model_name"]
+    model = create_model(name)
+    load_weights(model, name, contents, source=checkpoint)
+    return model.eval()
+
+
+def load_weights(model: nn.Module, name: str, contents: dict[str, Any], source: Path | str = "checkpoint") -> None:
+    """Load a loaded checkpoint's weights into `model` (built as `name`).
+
+    Official checkpoints are dicts with `state_dict` whose keys carry `module.`; a model class that knows
+    a foreign layout converts it in its `convert_checkpoint` static method.
+    """
+    if is_project_checkpoint(contents):
+        if canonical_name(contents["model_name"]) != canonical_name(name):
+            raise ValueError(f"{source} holds a {contents['model_name']!r} model, not {name!r}")
+        state_dict = contents["model"]
+    else:
+        state_dict = contents.get("state_dict", contents)
+        convert = getattr(model, "convert_checkpoint", None)
+        if convert is not None:
+            state_dict = convert(state_dict)
+    missing, unexpected = model.load_state_dict(state_dict, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{source} does not fit {name!r}: "
+                         f"missing {missing[:5]}{'…' if len(missing) > 5 else ''}, "
+                         f"unexpected {unexpected[:5]}{'…' if len(unexpected) > 5 else ''}")

@@ -1,0 +1,33 @@
+"""Model registry: variant constructors register under their name (`mixdehazenet_t` → "mixdehazenet-t")."""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch.nn as nn
+
+_MODELS: dict[str, Callable[..., nn.Module]] = {}
+
+
+def canonical_name(name: str) -> str:
+    return name.strip().lower().replace("_", "-")
+
+
+def register_model(constructor: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    name = canonical_name(constructor.__name__)
+    if name in _MODELS:
+        raise ValueError(f"model {name!r} is registered twice")
+    _MODELS[name] = constructor
+    return constructor
+
+
+def list_models() -> list[str]:
+    return sorted(_MODELS)
+
+
+def create_model(name: str, **kwargs) -> nn.Module:
+    key = canonical_name(name)
+    if key not in _MODELS:
+        raise KeyError(f"unknown model {name!r}; registered models: {', '.join(list_models())}")
+    model = _MODELS[key](**kwargs)
+    model.model_name = key  # lets scripts and checkpoints say what a network is
+    return model

@@ -1,0 +1,69 @@
+"""Evaluate a checkpoint by the field's protocol: full-resolution images, batch 1, PSNR on all RGB values,
+SSIM after round(min(H, W)/256) average pooling (utils/metrics.py).
+
+    python test.py --checkpoint runs/reside6k/mixdehazenet-t/best.pt --data data/RESIDE-6K/test
+    python test.py --checkpoint MixDehazeNet-s.pth --model mixdehazenet-s --data data/RESIDE-6K/test
+    python test.py --checkpoint runs/demo/mixdehazenet-t/best.pt --data synthetic
+
+Writes to --out: per_image.csv, summary.json and the dehazed images (images/).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from datasets import build_test_set
+from models import load_model
+from utils.evaluation import evaluate, summarize
+from utils.image import write_image
+
+AMP_DTYPES = {"off": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", type=Path, required=True, help="this project's checkpoint, or an official one with --model")
+    parser.add_argument("--model", help="model name; required for official checkpoints, read from this project's")
+    parser.add_argument("--data", required=True, help='paired test folder ({GT,hazy}/) or "synthetic"')
+    parser.add_argument("--out", type=Path, help="output folder (default: results/<checkpoint name>)")
+    parser.add_argument("--amp", choices=AMP_DTYPES, default="off", help="autocast on CUDA (the protocol uses fp32)")
+    parser.add_argument("--no-images", action="store_true", help="do not write the dehazed images")
+    return parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> dict:
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    amp_dtype = AMP_DTYPES[args.amp] if device.type == "cuda" else None
+    model = load_model(args.checkpoint, args.model).to(device)
+    dataset = build_test_set(args.data)
+    out = args.out or Path("results") / args.checkpoint.stem
+    out.mkdir(parents=True, exist_ok=True)
+
+    records = []
+    loader = DataLoader(dataset, batch_size=1, num_workers=2)
+    for record in tqdm(evaluate(model, loader, device, amp_dtype), total=len(dataset), desc="test", dynamic_ncols=True):
+        if not args.no_images:
+            write_image(out / "images" / f"{Path(record['name']).stem}.png", record["output"])
+        records.append({k: record[k] for k in ("name", "psnr", "ssim", "hazy_psnr", "hazy_ssim")})
+
+    with open(out / "per_image.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(records[0]))
+        writer.writeheader()
+        writer.writerows(records)
+    summary = {"model": model.model_name, "checkpoint": str(args.checkpoint), "data": str(args.data), **summarize(records)}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"{summary['model']} on {args.data} ({summary['images']} images)\n"
+          f"  hazy input: PSNR {summary['hazy_psnr']:.2f} dB  SSIM {summary['hazy_ssim']:.4f}\n"
+          f"  output:     PSNR {summary['psnr']:.2f} dB  SSIM {summary['ssim']:.4f}\n"
+          f"  written to {out}")
+    return summary
+
+
+if __name__ == "__main__":
+    run(parse_args())

@@ -1,0 +1,148 @@
+"""train.py and test.py end to end on tiny data (CPU, seconds)."""
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import test as test_script
+import train
+from datasets import DatasetError
+from models import load_model
+from utils.checkpoint import load_checkpoint
+from utils.config import ConfigError, config_from_dict, load_config
+from utils.image import read_image
+
+from .test_datasets import make_pairs
+
+
+def tiny_config(out_dir, **data):
+    return config_from_dict({
+        "model": "mixdehazenet-t", "out_dir": str(out_dir),
+        "data": {"dataset": "synthetic", "crop_size": 32, "samples_per_epoch": 8, "num_workers": 0, **data},
+        "train": {"epochs": 3, "batch_size": 4, "lr": 1e-3, "amp": "off"},
+    })
+
+
+def logged_losses(out_dir):
+    events = EventAccumulator(str(out_dir / "tensorboard"))
+    events.Reload()
+    return [(e.step, e.value) for e in events.Scalars("train/loss")]
+
+
+def test_resume_gives_the_same_losses_as_an_uninterrupted_run(tmp_path, monkeypatch):
+    full = train.train(tiny_config(tmp_path / "full"))
+
+    save = train.save_checkpoint
+
+    def crash_after_epoch_2(path, payload):
+        save(path, payload)
+        if path.name == "last.pt" and payload["epoch"] == 2:
+            raise KeyboardInterrupt("simulated crash")
+
+    monkeypatch.setattr(train, "save_checkpoint", crash_after_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        train.train(tiny_config(tmp_path / "resumed"))
+    monkeypatch.undo()
+    assert load_checkpoint(tmp_path / "resumed" / "last.pt")["epoch"] == 2
+    resumed = train.train(tiny_config(tmp_path / "resumed"), resume=True)
+
+    assert [h["psnr"] for h in resumed] == [h["psnr"] for h in full]
+    assert len(full) == 3 and full[-1]["psnr"] > full[0]["psnr"] - 1.0
+    full_losses, resumed_losses = logged_losses(tmp_path / "full"), logged_losses(tmp_path / "resumed")
+    assert [s for s, _ in full_losses] == list(range(6))  # 2 steps per epoch, 3 epochs
+    assert resumed_losses == full_losses
+    a = load_checkpoint(tmp_path / "full" / "last.pt")
+    b = load_checkpoint(tmp_path / "resumed" / "last.pt")
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert (tmp_path / "full" / "best.pt").is_file()
+    history = [json.loads(line) for line in (tmp_path / "resumed" / "history.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+
+
+def test_checkpoint_carries_everything_needed(tmp_path):
+    config = tiny_config(tmp_path)
+    config.train.epochs = 1
+    train.train(config)
+    checkpoint = load_checkpoint(tmp_path / "last.pt")
+    assert checkpoint["model_name"] == "mixdehazenet-t" and checkpoint["epoch"] == 1
+    assert checkpoint["config"] == config.to_dict()
+    assert {"optimizer", "scheduler", "scaler", "rng", "metrics"} <= set(checkpoint)
+    assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporary files
+    with pytest.raises(FileExistsError, match="pass --resume"):
+        train.train(config)
+    config.train.lr = 5e-4
+    with pytest.raises(ConfigError, match="config differs in train"):
+        train.train(config, resume=True)
+
+
+def test_bad_data_stops_the_run_before_training(tmp_path):
+    root = make_pairs(tmp_path / "data" / "train", size=(48, 48))
+    (root / "hazy" / "02.png").write_bytes(b"broken")
+    config = tiny_config(tmp_path / "run", dataset="paired", root=str(tmp_path / "data"))
+    with pytest.raises(DatasetError, match="hazy/02.png: unreadable"):
+        train.train(config)
+    assert not (tmp_path / "run").exists()
+
+
+def test_validation_split_choices(tmp_path):
+    make_pairs(tmp_path / "train", count=10, size=(48, 48))
+    make_pairs(tmp_path / "test", count=3, size=(48, 48))
+    from datasets import build_training_sets
+    holdout = tiny_config(tmp_path, dataset="paired", root=str(tmp_path), holdout_fraction=0.2).data
+    train_set, val_set = build_training_sets(holdout)
+    assert (len(train_set), len(val_set)) == (8, 2) and val_set.root == tmp_path / "train"
+    anchors = tiny_config(tmp_path, dataset="paired", root=str(tmp_path), validation="test-center-crop").data
+    train_set, val_set = build_training_sets(anchors)
+    assert (len(train_set), len(val_set)) == (10, 3) and val_set.root == tmp_path / "test"
+
+
+def test_config_errors_name_the_key(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("model: mixdehazenet-t\ntrain:\n  epoch: 3\n")
+    with pytest.raises(ConfigError, match="unknown config key.*train.epoch;"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="train.batch_size: expected int, got 'big'"):
+        load_config(None, ["train.batch_size=big"])
+    with pytest.raises(ConfigError, match="train.amp must be"):
+        load_config(None, ["train.amp=fp8"])
+    assert load_config("configs/reside6k/mixdehazenet-s.yaml", ["train.lr=2e-4"]).train.lr == 2e-4
+    defaults = load_config("configs/reside6k/mixdehazenet-s.yaml")
+    assert (defaults.train.batch_size, defaults.train.lr, defaults.train.epochs, defaults.data.crop_size) == (16, 1e-4, 1000, 256)
+
+
+def test_test_script_writes_csv_summary_and_images(tmp_path):
+    config = tiny_config(tmp_path / "run")
+    config.train.epochs = 1
+    train.train(config)
+    data = make_pairs(tmp_path / "test", count=2, size=(45, 61))
+    out = tmp_path / "results"
+    args = test_script.parse_args(["--checkpoint", str(tmp_path / "run" / "best.pt"), "--data", str(data), "--out", str(out)])
+    summary = test_script.run(args)
+
+    with open(out / "per_image.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["name"] for r in rows] == ["00.png", "01.png"]
+    model = load_model(tmp_path / "run" / "best.pt")
+    hazy = torch.from_numpy(read_image(data / "hazy" / "01.png")).permute(2, 0, 1)[None] * 2 - 1
+    gt = torch.from_numpy(read_image(data / "GT" / "01.png")).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        output = model(hazy).clamp(-1, 1) * 0.5 + 0.5
+    expected_psnr = 10 * torch.log10(1 / (output - gt).square().mean()).item()
+    assert abs(float(rows[1]["psnr"]) - expected_psnr) < 1e-4
+    written = read_image(out / "images" / "01.png")
+    assert written.shape == (45, 61, 3) and np.abs(written - output[0].permute(1, 2, 0).numpy()).max() <= 0.5 / 255 + 1e-6
+    assert summary["images"] == 2 and abs(summary["psnr"] - np.mean([float(r["psnr"]) for r in rows])) < 1e-9
+    assert json.loads((out / "summary.json").read_text())["hazy_psnr"] == summary["hazy_psnr"]
+
+
+def test_test_script_reads_official_checkpoints(tmp_path, vectors_dir):
+    data = make_pairs(tmp_path / "test", count=1, size=(40, 44))
+    args = test_script.parse_args(["--checkpoint", str(vectors_dir / "mixdehazenet_t_official.pt"), "--model", "mixdehazenet-t",
+                                   "--data", str(data), "--out", str(tmp_path / "out"), "--no-images"])
+    assert test_script.run(args)["model"] == "mixdehazenet-t"
+    args.model = None
+    with pytest.raises(ValueError, match="pass the model name"):
+        test_script.run(args)

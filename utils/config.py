@@ -1,0 +1,159 @@
+"""Experiment configuration: plain YAML read into typed dataclasses.
+
+Defaults are the RESIDE-6K recipe of DehazeFormer / MixDehazeNet (SPEC section 4), so a config file only
+states what differs. Unknown keys and wrongly typed values are errors naming the key, raised before any
+training starts. Command-line overrides use dotted keys: `train.batch_size=8 data.root=/data/RESIDE-6K`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "paired"            # "paired": RESIDE-6K layout under `root`; "synthetic": datasets/synthetic.py
+    root: str = "data/RESIDE-6K"       # holds <train_split>/{GT,hazy} and <test_split>/{GT,hazy}
+    train_split: str = "train"
+    test_split: str = "test"
+    crop_size: int = 256
+    edge_decay: float = 0.0            # extra probability of crops touching the border (DehazeFormer)
+    rotate90: bool = False             # random 90° rotations (indoor recipes only)
+    # "holdout": validate on centre crops of `holdout_fraction` of the train split (default: the test set
+    # stays unseen until test.py). "test-center-crop": the anchors' practice, centre crops of the test split.
+    validation: str = "holdout"
+    holdout_fraction: float = 0.02
+    samples_per_epoch: int = 256       # synthetic dataset only
+    num_workers: int = 4
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 1000
+    batch_size: int = 16
+    lr: float = 1e-4
+    min_lr_ratio: float = 1e-2         # cosine annealing per epoch from lr down to lr·min_lr_ratio
+    weight_decay: float = 0.01         # torch's AdamW default, as the anchors use it
+    amp: str = "fp16"                  # "fp16" (with GradScaler), "bf16" or "off"; CPU always trains in fp32
+    seed: int = 0
+    eval_every: int = 1                # epochs between validations (and best-checkpoint updates)
+
+
+@dataclass
+class LossTerm:
+    name: str = "l1"
+    weight: float = 1.0
+
+
+@dataclass
+class Config:
+    model: str = "mixdehazenet-t"
+    out_dir: str = "runs/default"
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    loss: list[LossTerm] = field(default_factory=lambda: [LossTerm()])
+    log_images: int = 4                # validation samples shown in TensorBoard each evaluation
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _build(cls: type, values: Any, where: str):
+    if not dataclasses.is_dataclass(cls):
+        return _coerce(cls, values, where)
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown config key(s) {', '.join(f'{where}{k}' for k in unknown)}; "
+                          f"known keys here: {', '.join(sorted(known))}")
+    return cls(**{k: _build(hints[k], v, f"{where}{k}.") for k, v in values.items()})
+
+
+def _coerce(kind: Any, value: Any, where: str):
+    where = where.rstrip(".")
+    if typing.get_origin(kind) is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        (item,) = typing.get_args(kind)
+        return [_build(item, v, f"{where}[{i}].") for i, v in enumerate(value)]
+    if kind is float and not isinstance(value, bool):
+        try:  # YAML reads 1e-4 (no dot) as a string; accept it and ints as floats
+            return float(value)
+        except (TypeError, ValueError):
+            pass
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(f"{where}: expected {kind.__name__}, got {value!r}")
+    return value
+
+
+def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        tree = tree.setdefault(key, {})
+        if not isinstance(tree, dict):
+            raise ConfigError(f"override {dotted}: {key} is not a section")
+    tree[leaf] = value
+
+
+def config_from_dict(values: dict[str, Any]) -> Config:
+    config = _build(Config, values, "")
+    validate(config)
+    return config
+
+
+def load_config(path: Path | str | None, overrides: list[str] = ()) -> Config:
+    """Read a YAML config (or none: all defaults) and apply `key.sub=value` overrides (values parsed as YAML)."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        values = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: a config is a YAML mapping")
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ConfigError(f"override {item!r} is not of the form key=value")
+        _set_dotted(values, key.strip(), yaml.safe_load(raw))
+    try:
+        return config_from_dict(values)
+    except ConfigError as e:
+        raise ConfigError(f"{path or 'config'}: {e}") from None
+
+
+def validate(config: Config) -> None:
+    """Check value ranges and choices that types alone do not catch."""
+    from models import list_models  # late import: models import utils
+    from utils.losses import LOSSES
+
+    data, train = config.data, config.train
+    checks = [
+        (config.model.replace("_", "-") in list_models(), f"model {config.model!r} is not registered ({', '.join(list_models())})"),
+        (data.dataset in ("paired", "synthetic"), f"data.dataset must be 'paired' or 'synthetic', got {data.dataset!r}"),
+        (data.validation in ("holdout", "test-center-crop"), f"data.validation must be 'holdout' or 'test-center-crop', got {data.validation!r}"),
+        (0 < data.holdout_fraction < 1, f"data.holdout_fraction must lie in (0, 1), got {data.holdout_fraction}"),
+        (data.crop_size > 0 and data.crop_size % 4 == 0, f"data.crop_size must be a positive multiple of 4, got {data.crop_size}"),
+        (0 <= data.edge_decay <= 1, f"data.edge_decay must lie in [0, 1], got {data.edge_decay}"),
+        (data.num_workers >= 0, f"data.num_workers must be ≥ 0, got {data.num_workers}"),
+        (train.epochs > 0 and train.batch_size > 0 and train.eval_every > 0, "train.epochs, batch_size and eval_every must be positive"),
+        (train.lr > 0 and 0 < train.min_lr_ratio <= 1, f"train.lr must be > 0 and min_lr_ratio in (0, 1], got {train.lr}, {train.min_lr_ratio}"),
+        (train.amp in ("fp16", "bf16", "off"), f"train.amp must be 'fp16', 'bf16' or 'off', got {train.amp!r}"),
+        (len(config.loss) > 0, "loss must list at least one term"),
+    ]
+    checks += [(term.name in LOSSES, f"loss {term.name!r} is unknown; available: {', '.join(sorted(LOSSES))}") for term in config.loss]
+    problems = [message for ok, message in checks if not ok]
+    if problems:
+        raise ConfigError("; ".join(problems))

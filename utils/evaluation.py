@@ -1,0 +1,38 @@
+"""Evaluation loop shared by train.py (validation) and test.py (the protocol on full images)."""
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader
+
+from .image import to_unit_range
+from .metrics import psnr, ssim
+
+
+@torch.no_grad()
+def dehaze(model: nn.Module, hazy: torch.Tensor, amp_dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Model output in [-1, 1] as float32 (autocast when `amp_dtype` is given)."""
+    with torch.autocast(hazy.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        return model(hazy).float()
+
+
+def evaluate(model: nn.Module, loader: DataLoader, device: torch.device,
+             amp_dtype: torch.dtype | None = None) -> Iterator[dict]:
+    """Yield one record per image: name, psnr, ssim, hazy_psnr, hazy_ssim and the [0, 1] images."""
+    model.eval()
+    for batch in loader:
+        hazy, gt = batch["hazy"].to(device), batch["gt"].to(device)
+        output = to_unit_range(dehaze(model, hazy, amp_dtype))
+        hazy, gt = to_unit_range(hazy), to_unit_range(gt)
+        scores = {"psnr": psnr(output, gt), "ssim": ssim(output, gt), "hazy_psnr": psnr(hazy, gt), "hazy_ssim": ssim(hazy, gt)}
+        for i, name in enumerate(batch["name"]):
+            yield {"name": name, **{k: v[i].item() for k, v in scores.items()},
+                   "hazy": hazy[i], "output": output[i], "gt": gt[i]}
+
+
+def summarize(records: list[dict]) -> dict[str, float]:
+    """Mean of each score over images (the protocol averages per image)."""
+    keys = ("psnr", "ssim", "hazy_psnr", "hazy_ssim")
+    return {k: sum(r[k] for r in records) / len(records) for k in keys} | {"images": len(records)}
