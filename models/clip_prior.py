@@ -1,0 +1,99 @@
+"""CLIP zero-shot domain prior (open_clip): which class ("indoor" / "outdoor") a hazy image shows, and the
+text feature of each class, as the seed computes them (SPEC section 3):
+
+    p = softmax(100 · cos(image embedding, text embedding of "a photo of a {class}"))
+
+Weights are never fetched silently at training time on an offline machine: `ClipPrior.load` looks for them
+locally and, when they are missing and cannot be downloaded, stops with `MissingWeightsError` naming the
+file it expected and how to obtain it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import open_clip
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+DEFAULT_MODEL = "ViT-B-32"
+DEFAULT_PRETRAINED = "openai"
+DEFAULT_CLASSES = ("indoor", "outdoor")
+DEFAULT_TEMPLATE = "a photo of a {c}"
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "pretrained"
+LOGIT_SCALE = 100.0  # the seed's fixed temperature (CLIP's learned scale is 100 for OpenAI weights)
+
+
+class MissingWeightsError(FileNotFoundError):
+    pass
+
+
+def _how_to_get(model_name: str, tag: str, expected: Path) -> str:
+    return (f"To obtain them, on a machine with internet access run\n"
+            f"    python -c \"import open_clip; open_clip.create_model_and_transforms('{model_name}', "
+            f"pretrained='{tag}', cache_dir='pretrained/open_clip')\"\n"
+            f"and copy its pretrained/open_clip/ folder here, or save the weights file of open_clip's "
+            f"'{model_name}' / '{tag}' as {expected}.")
+
+
+def resolve_weights(model_name: str, pretrained: str) -> tuple[str, dict]:
+    """A local weights file for (model, tag or file) and the create_model_and_transforms options the tag implies.
+
+    A tag is looked up, in order, as pretrained/<model>-<tag>.{safetensors,bin,pt}, in the open_clip
+    cache under pretrained/open_clip, and then downloaded there (which fails offline).
+    """
+    if Path(pretrained).suffix or "/" in pretrained:  # a file path
+        path = Path(pretrained)
+        if not path.is_file():
+            raise MissingWeightsError(f"CLIP weights file {path} does not exist.")
+        return str(path), {}
+    tag_config = open_clip.get_pretrained_cfg(model_name, pretrained)
+    if not tag_config:
+        raise ValueError(f"{pretrained!r} is neither a file nor an open_clip tag of {model_name!r} "
+                         f"(tags: {', '.join(open_clip.list_pretrained_tags_by_model(model_name))})")
+    options = {"force_quick_gelu": tag_config.get("quick_gelu", False)}  # OpenAI weights were trained with QuickGELU
+    for key, option in (("mean", "image_mean"), ("std", "image_std"), ("interpolation", "image_interpolation"),
+                        ("resize_mode", "image_resize_mode")):
+        if key in tag_config:
+            options[option] = tag_config[key]
+    expected = WEIGHTS_DIR / f"{model_name}-{pretrained}.bin"
+    for suffix in (".safetensors", ".bin", ".pt"):
+        if expected.with_suffix(suffix).is_file():
+            return str(expected.with_suffix(suffix)), options
+    try:
+        return open_clip.download_pretrained(tag_config, cache_dir=str(WEIGHTS_DIR / "open_clip")), options
+    except Exception as e:  # no network, hub refused, …
+        raise MissingWeightsError(f"CLIP weights {model_name} / {pretrained} are not on this machine and could not "
+                                  f"be downloaded ({type(e).__name__}). {_how_to_get(model_name, pretrained, expected)}") from None
+
+
+class ClipPrior:
+    """Zero-shot classifier over `classes` with the class text features of `template`."""
+
+    def __init__(self, model: torch.nn.Module, preprocess, tokenizer, classes: Sequence[str] = DEFAULT_CLASSES,
+                 template: str = DEFAULT_TEMPLATE, metadata: dict | None = None):
+        self.model = model.eval()
+        self.preprocess = preprocess
+        self.classes, self.template = tuple(classes), template
+        self.device = next(model.parameters()).device
+        self.metadata = {"classes": list(self.classes), "template": template, **(metadata or {})}
+        tokens = tokenizer([template.format(c=c) for c in self.classes]).to(self.device)
+        with torch.no_grad():
+            self.text_features = F.normalize(model.encode_text(tokens).float(), dim=-1).cpu()  # K×D
+
+    @classmethod
+    def load(cls, model_name: str = DEFAULT_MODEL, pretrained: str = DEFAULT_PRETRAINED,
+             classes: Sequence[str] = DEFAULT_CLASSES, template: str = DEFAULT_TEMPLATE,
+             device: torch.device | str = "cpu") -> "ClipPrior":
+        weights, options = resolve_weights(model_name, pretrained)
+        model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=weights, device=device, **options)
+        return cls(model, preprocess, open_clip.get_tokenizer(model_name), classes, template,
+                   {"model": model_name, "pretrained": pretrained})
+
+    @torch.no_grad()
+    def probabilities(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """B×K class probabilities of RGB PIL images."""
+        batch = torch.stack([self.preprocess(image) for image in images]).to(self.device)
+        features = F.normalize(self.model.encode_image(batch).float(), dim=-1).cpu()
+        return (LOGIT_SCALE * features @ self.text_features.T).softmax(dim=-1)

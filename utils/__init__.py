@@ -1,0 +1,1 @@
+"""Shared helpers: metrics, config, losses, checkpoints, image I/O, the evaluation loop."""
