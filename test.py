@@ -18,8 +18,9 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from datasets import build_test_set
+from datasets import attach_prior, build_test_set
 from models import load_model
+from utils.config import PriorConfig
 from utils.evaluation import evaluate, summarize
 from utils.image import write_image
 
@@ -42,6 +43,10 @@ def run(args: argparse.Namespace) -> dict:
     amp_dtype = AMP_DTYPES[args.amp] if device.type == "cuda" else None
     model = load_model(args.checkpoint, args.model).to(device)
     dataset = build_test_set(args.data)
+    if getattr(model, "takes_prior", False):
+        # the prior set-up the model was trained with; the seed's (CLIP ViT-B/32, arg-max class) for its checkpoints
+        prior = PriorConfig(**(getattr(model, "prior_config", None) or {"mode": "clip"}))
+        (dataset,), _ = attach_prior(prior, [dataset], device)
     out = args.out or Path("results") / args.checkpoint.stem
     out.mkdir(parents=True, exist_ok=True)
 

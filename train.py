@@ -21,11 +21,12 @@ from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from datasets import SeededSampler, build_training_sets
+from datasets import SeededSampler, attach_prior, build_training_sets
 from models import build_model
+from models.clip_prior import MissingWeightsError
 from utils.checkpoint import load_checkpoint, save_checkpoint
 from utils.config import Config, ConfigError, load_config
-from utils.evaluation import evaluate, summarize
+from utils.evaluation import evaluate, model_inputs, summarize
 from utils.losses import build_loss
 
 
@@ -67,8 +68,19 @@ def train(config: Config, resume: bool = False) -> list[dict]:
     random.seed(config.train.seed)
     torch.backends.cudnn.benchmark = True
 
-    # Data first: every file is checked before the first step.
+    # Data first: every file is checked (and the language prior computed) before the first step.
     train_set, val_set = build_training_sets(config.data)
+    model_args = dict(config.model_args)
+    if config.prior.mode != "none":
+        try:
+            (train_set, val_set), prior_args = attach_prior(config.prior, [train_set, val_set], device)
+        except MissingWeightsError as e:
+            if not config.prior.fallback_to_labels:
+                raise
+            print(f"{e}\nContinuing with the `labels` prior (each synthetic photo's known domain) instead of CLIP.")
+            config.prior.mode = "labels"
+            (train_set, val_set), prior_args = attach_prior(config.prior, [train_set, val_set], device)
+        model_args |= prior_args
     sampler = SeededSampler(len(train_set), config.train.seed)
     loader_options = dict(num_workers=config.data.num_workers, pin_memory=device.type == "cuda",
                           persistent_workers=config.data.num_workers > 0)
@@ -77,7 +89,7 @@ def train(config: Config, resume: bool = False) -> list[dict]:
     if len(train_loader) == 0:
         raise ConfigError(f"train.batch_size {config.train.batch_size} exceeds the {len(train_set)} training samples")
 
-    model = build_model(config.model).to(device)
+    model = build_model(config.model, **model_args).to(device)
     criterion = build_loss(config.loss).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
@@ -112,11 +124,11 @@ def train(config: Config, resume: bool = False) -> list[dict]:
         progress = tqdm(train_loader, desc=f"epoch {epoch + 1}/{config.train.epochs}", leave=False, dynamic_ncols=True)
         started = time.perf_counter()
         for step, batch in enumerate(progress, start=epoch * steps_per_epoch):
-            hazy = batch["hazy"].to(device, non_blocking=True)
+            inputs = model_inputs(batch, device)
             gt = batch["gt"].to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                output = model(hazy)
-            loss, parts = criterion(output.float(), gt, hazy)
+                output = model(*inputs)
+            loss, parts = criterion(output.float(), gt, inputs[0])
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
@@ -149,7 +161,7 @@ def train(config: Config, resume: bool = False) -> list[dict]:
         tqdm.write(f"epoch {finished}: validation PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f} "
                    f"(hazy input {metrics['hazy_psnr']:.2f} dB){'  [best]' if is_best else ''}")
 
-        checkpoint = {"model_name": config.model, "model": model.state_dict(), "config": config.to_dict(),
+        checkpoint = {"model_name": config.model, "model_args": model_args, "model": model.state_dict(), "config": config.to_dict(),
                       "epoch": finished, "metrics": metrics, "best_psnr": best_psnr, "history": history,
                       "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                       "scaler": scaler.state_dict(), "rng": rng_state()}

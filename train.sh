@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Main job.
-#   bash train.sh                                    demo: MixDehazeNet-T on synthetic haze, then its evaluation
+#   bash train.sh                                    demo: MixCLDehazeNet-T on synthetic haze, then its evaluation
 #   bash train.sh CONFIG [key=value ...] [--resume]  train with a config, e.g. configs/reside6k/mixdehazenet-t.yaml
 # Sets up .venv on first use. Runs on the GPU when one is visible, else on the CPU.
 set -euo pipefail
@@ -12,8 +12,8 @@ if [ $# -gt 0 ]; then
   exec "$python" train.py "$@"
 fi
 
-config=configs/demo/mixdehazenet-t.yaml
-run_dir=runs/demo/mixdehazenet-t
+config=configs/demo/mixcl-t.yaml
+run_dir=runs/demo/mixcl-t
 if [ -e "$run_dir/last.pt" ]; then
   echo "A previous demo run is in $run_dir; moving it to $run_dir.previous"
   rm -rf "$run_dir.previous" && mv "$run_dir" "$run_dir.previous"

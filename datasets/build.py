@@ -1,15 +1,26 @@
 """Datasets from config: validated up front, so that bad data stops a run before its first step."""
 from __future__ import annotations
 
+import csv
+import functools
+import hashlib
 from pathlib import Path
 
+import numpy as np
+import torch
+from PIL import Image
 from torch.utils.data import Dataset
 
-from .paired import PairedImageDataset, holdout_split, validate_paired_folder
-from .synthetic import SyntheticHazeDataset
+from models.clip_prior import ClipPrior
+from utils.image import is_image_file
+
+from .paired import HAZY_DIR, DatasetError, PairedImageDataset, holdout_split, validate_paired_folder
+from .prior import WithPrior, ensure_prior_cache, text_prior_table
+from .synthetic import DOMAINS, TEST_HAZE, SyntheticHazeDataset, add_haze, load_photo
 from .transforms import PairedAugment
 
 SYNTHETIC_VALID_SAMPLES = 32  # enough crops for a stable validation PSNR, cheap on a CPU
+DOMAIN_LABELS_FILE = "domain_labels.csv"  # per split folder, rows `name,class`, for the `labels` prior
 
 
 def build_training_sets(data) -> tuple[Dataset, Dataset]:
@@ -36,3 +47,68 @@ def build_test_set(source: Path | str) -> Dataset:
     if str(source) == "synthetic":
         return SyntheticHazeDataset("test")
     return PairedImageDataset(source, validate_paired_folder(source), "test")
+
+
+def prior_cache_path(prior, folder: Path) -> Path:
+    """One cache file per (split folder, CLIP weights); the fingerprint inside detects a changed image list."""
+    folder_id = hashlib.sha1(str(folder.resolve()).encode()).hexdigest()[:8]
+    weights = Path(prior.clip_pretrained).stem
+    return Path(prior.cache_dir) / f"{folder.parent.name}-{folder.name}-{folder_id}-{prior.clip_model}-{weights}.pt"
+
+
+def split_prior_cache(prior, folder: Path, load_clip) -> dict:
+    """The CLIP prior cache of a paired split folder (its hazy images), computed when missing or stale."""
+    metadata = {"classes": list(prior.classes), "template": prior.template,
+                "model": prior.clip_model, "pretrained": prior.clip_pretrained}
+    names = sorted(p.name for p in (folder / HAZY_DIR).iterdir() if is_image_file(p))
+    return ensure_prior_cache(prior_cache_path(prior, folder), folder / HAZY_DIR, names, metadata, load_clip)
+
+
+def clip_loader(prior, device: torch.device | str):
+    """A function that loads the CLIP model of `prior` on its first call and returns the same one after."""
+    return functools.cache(lambda: ClipPrior.load(prior.clip_model, prior.clip_pretrained, prior.classes,
+                                                  prior.template, device))
+
+
+def _read_domain_labels(path: Path, classes: list[str]) -> dict[str, str]:
+    if not path.is_file():
+        raise DatasetError(f"{path} is missing: the `labels` prior needs a CSV of `name,class` rows for each split")
+    with open(path, newline="") as f:
+        rows = [row for row in csv.reader(f) if row]
+    unknown = [f"{name}: {label!r}" for name, label in rows if label not in classes]
+    if unknown:
+        raise DatasetError(f"{path}: classes must be one of {classes}; found {', '.join(unknown[:10])}")
+    return dict(rows)
+
+
+def _synthetic_clip_cache(clip: ClipPrior) -> dict:
+    """CLIP probabilities of each synthetic photo under medium haze (the classes are per photo)."""
+    beta, airlight = TEST_HAZE[1]
+    photos = list(DOMAINS)
+    images = []
+    for photo in photos:
+        clear, depth = load_photo(photo, short_side=224)
+        images.append(Image.fromarray(np.round(add_haze(clear, depth, beta, airlight) * 255).astype(np.uint8)))
+    return {"names": photos, "probabilities": clip.probabilities(images), "text_features": clip.text_features}
+
+
+def attach_prior(prior, datasets: list[Dataset], device: torch.device | str = "cpu") -> tuple[list[Dataset], dict]:
+    """Wrap datasets so that items carry `prior` (see datasets/prior.py) for a PriorConfig whose mode is
+    not "none"; also return the model arguments the prior implies (text_dim or num_labels).
+
+    CLIP runs at most once per split folder: its results are cached under `prior.cache_dir`.
+    """
+    load_clip = clip_loader(prior, device)
+    wrapped, model_args = [], {}
+    for dataset in datasets:
+        folder = None if isinstance(dataset, SyntheticHazeDataset) else dataset.root
+        if prior.mode == "labels":
+            labels = DOMAINS if folder is None else _read_domain_labels(folder / DOMAIN_LABELS_FILE, prior.classes)
+            table = {name: prior.classes.index(label) for name, label in labels.items()}
+            model_args = {"num_labels": len(prior.classes)}
+        else:
+            cache = _synthetic_clip_cache(load_clip()) if folder is None else split_prior_cache(prior, folder, load_clip)
+            table = text_prior_table(cache, prior.mode)
+            model_args = {"text_dim": cache["text_features"].shape[1]}
+        wrapped.append(WithPrior(dataset, table))
+    return wrapped, model_args

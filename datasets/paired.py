@@ -99,7 +99,7 @@ def holdout_split(names: list[str], fraction: float, seed: int = 0) -> tuple[lis
 
 
 class PairedImageDataset(Dataset):
-    """Items are dicts {"hazy", "gt": 3×H×W tensors in [-1, 1], "name": file name}.
+    """Items are dicts {"hazy", "gt": 3×H×W tensors in [-1, 1], "name" and "source": the file name}.
 
     mode "train": index with `(index, sample_seed)` (see SeededSampler); `augment` crops and flips.
     mode "valid": centre crop of `crop_size`.  mode "test": the full image.
@@ -126,4 +126,4 @@ class PairedImageDataset(Dataset):
         elif self.mode == "valid":
             images = center_crop(images, self.crop_size)
         hazy, gt = images
-        return {"hazy": to_tensor(hazy), "gt": to_tensor(gt), "name": name}
+        return {"hazy": to_tensor(hazy), "gt": to_tensor(gt), "name": name, "source": name}

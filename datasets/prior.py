@@ -76,16 +76,23 @@ def ensure_prior_cache(path: Path | str, folder: Path | str, names: Sequence[str
     return cache
 
 
+def text_prior(probabilities: torch.Tensor, text_features: torch.Tensor, mode: str) -> torch.Tensor:
+    """B×D text features from B×K class probabilities and K×D class text features."""
+    if mode == "clip":
+        return text_features[probabilities.argmax(dim=1)]
+    if mode == "clip-soft":
+        return probabilities @ text_features
+    raise ValueError(f"{mode!r} is not a CLIP prior mode")
+
+
 def text_prior_table(cache: dict, mode: str) -> dict[str, torch.Tensor]:
     """name → text feature (D) for the `clip` or `clip-soft` mode."""
-    probabilities, features = cache["probabilities"], cache["text_features"]
-    if mode == "clip":
-        vectors = features[probabilities.argmax(dim=1)]
-    elif mode == "clip-soft":
-        vectors = probabilities @ features
-    else:
-        raise ValueError(f"{mode!r} is not a CLIP prior mode")
-    return dict(zip(cache["names"], vectors))
+    return dict(zip(cache["names"], text_prior(cache["probabilities"], cache["text_features"], mode)))
+
+
+def image_prior(clip: ClipPrior, image: Image.Image, mode: str = "clip") -> torch.Tensor:
+    """The 1×D text feature of one image, computed on the fly (no cache)."""
+    return text_prior(clip.probabilities([image.convert("RGB")]), clip.text_features, mode)
 
 
 class WithPrior(Dataset):

@@ -26,6 +26,9 @@ TEST_PHOTOS = ("chelsea", "coffee")
 # (β, A) of the held-out test images: light, medium and heavy haze
 TEST_HAZE = ((0.8, 0.80), (1.4, 0.90), (2.0, 1.00))
 VALID_SEED = 12345
+# Scene domain of each photo, for the `labels` prior of MixCL models (the Middlebury motorcycle is indoors).
+DOMAINS = {"astronaut": "indoor", "rocket": "outdoor", "motorcycle_left": "indoor", "motorcycle_right": "indoor",
+           "chelsea": "indoor", "coffee": "indoor"}
 
 
 def add_haze(clear: np.ndarray, depth: np.ndarray, beta: float, airlight: float) -> np.ndarray:
@@ -65,7 +68,7 @@ def load_photo(name: str, short_side: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 class SyntheticHazeDataset(Dataset):
-    """Items are dicts {"hazy", "gt": 3×H×W tensors in [-1, 1], "name"}, like PairedImageDataset.
+    """Items are dicts {"hazy", "gt": 3×H×W tensors in [-1, 1], "name", "source": the photo}, like PairedImageDataset.
 
     mode "train": `samples_per_epoch` random crops, indexed with `(index, sample_seed)`.
     mode "valid": `samples_per_epoch` crops of the train photos drawn from fixed seeds.
@@ -102,4 +105,4 @@ class SyntheticHazeDataset(Dataset):
             beta, airlight = rng.uniform(*self.beta_range), rng.uniform(*self.airlight_range)
             name = f"{photo}_{index}.png"
         hazy = add_haze(clear, depth, beta, airlight)
-        return {"hazy": to_tensor(hazy), "gt": to_tensor(clear), "name": name}
+        return {"hazy": to_tensor(hazy), "gt": to_tensor(clear), "name": name, "source": photo}

@@ -19,14 +19,17 @@ def build_model(name: str, checkpoint: Path | str | None = None, **kwargs) -> nn
 
 
 def load_model(checkpoint: Path | str, name: str | None = None) -> nn.Module:
-    """The network stored in `checkpoint`, in eval mode. This project's checkpoints name their model;
-    for an official checkpoint pass `name` (e.g. "mixdehazenet-s")."""
+    """The network stored in `checkpoint`, in eval mode. This project's checkpoints name their model and
+    its arguments (and set `model.prior_config`); for an official checkpoint pass `name` (e.g. "mixdehazenet-s")."""
     contents = load_checkpoint(checkpoint)
-    if name is None:
-        if not is_project_checkpoint(contents):
-            raise ValueError(f"{checkpoint} is not a checkpoint of this project: pass the model name it holds")
-        name = contents["model_name"]
-    model = create_model(name)
+    if is_project_checkpoint(contents):
+        name = name or contents["model_name"]
+        model = create_model(name, **contents.get("model_args", {}))
+        model.prior_config = contents.get("config", {}).get("prior")  # how its training data got their prior
+    elif name is None:
+        raise ValueError(f"{checkpoint} is not a checkpoint of this project: pass the model name it holds")
+    else:
+        model = create_model(name)
     load_weights(model, name, contents, source=checkpoint)
     return model.eval()
 

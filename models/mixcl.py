@@ -59,6 +59,8 @@ class MixCLDehazeNet(nn.Module):
     feature, and `text` holds B integer labels.
     """
 
+    takes_prior = True  # scripts hand it the prior of each image (datasets/prior.py)
+
     def __init__(self, depths: tuple[int, ...], text_dim: int = 512, fusion: str = "concat",
                  num_labels: int | None = None):
         super().__init__()

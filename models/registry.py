@@ -1,6 +1,7 @@
 """Model registry: variant constructors register under their name (`mixdehazenet_t` → "mixdehazenet-t")."""
 from __future__ import annotations
 
+import typing
 from typing import Callable
 
 import torch.nn as nn
@@ -24,10 +25,20 @@ def list_models() -> list[str]:
     return sorted(_MODELS)
 
 
-def create_model(name: str, **kwargs) -> nn.Module:
+def _constructor(name: str) -> Callable[..., nn.Module]:
     key = canonical_name(name)
     if key not in _MODELS:
         raise KeyError(f"unknown model {name!r}; registered models: {', '.join(list_models())}")
-    model = _MODELS[key](**kwargs)
+    return _MODELS[key]
+
+
+def model_class(name: str) -> type[nn.Module]:
+    """The class a registered constructor returns (read from its return annotation), without building it."""
+    return typing.get_type_hints(_constructor(name))["return"]
+
+
+def create_model(name: str, **kwargs) -> nn.Module:
+    key = canonical_name(name)
+    model = _constructor(name)(**kwargs)
     model.model_name = key  # lets scripts and checkpoints say what a network is
     return model

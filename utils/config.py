@@ -49,6 +49,19 @@ class TrainConfig:
 
 
 @dataclass
+class PriorConfig:
+    """The language prior of MixCL models (datasets/prior.py); "none" for plain backbones."""
+    mode: str = "none"                 # "clip" (the seed), "clip-soft", "labels" or "none"
+    clip_model: str = "ViT-B-32"       # open_clip model name
+    clip_pretrained: str = "openai"    # open_clip tag, or a weights file (e.g. under pretrained/)
+    classes: list[str] = field(default_factory=lambda: ["indoor", "outdoor"])
+    template: str = "a photo of a {c}"
+    cache_dir: str = "cache/clip_prior"
+    # When the CLIP weights are missing, say so once and train with the `labels` prior instead (demo only).
+    fallback_to_labels: bool = False
+
+
+@dataclass
 class LossTerm:
     name: str = "l1"
     weight: float = 1.0
@@ -57,9 +70,11 @@ class LossTerm:
 @dataclass
 class Config:
     model: str = "mixdehazenet-t"
+    model_args: dict[str, Any] = field(default_factory=dict)   # extra constructor arguments, e.g. {fusion: add}
     out_dir: str = "runs/default"
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    prior: PriorConfig = field(default_factory=PriorConfig)
     loss: list[LossTerm] = field(default_factory=lambda: [LossTerm()])
     log_images: int = 4                # validation samples shown in TensorBoard each evaluation
 
@@ -83,6 +98,10 @@ def _build(cls: type, values: Any, where: str):
 
 def _coerce(kind: Any, value: Any, where: str):
     where = where.rstrip(".")
+    if typing.get_origin(kind) is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return value
     if typing.get_origin(kind) is list:
         if not isinstance(value, list):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
@@ -136,7 +155,8 @@ def load_config(path: Path | str | None, overrides: list[str] = ()) -> Config:
 
 def validate(config: Config) -> None:
     """Check value ranges and choices that types alone do not catch."""
-    from models import list_models  # late import: models import utils
+    from datasets.prior import PRIOR_MODES  # late imports: models and datasets import utils
+    from models import list_models, model_class
     from utils.losses import LOSSES
 
     data, train = config.data, config.train
@@ -152,8 +172,16 @@ def validate(config: Config) -> None:
         (train.lr > 0 and 0 < train.min_lr_ratio <= 1, f"train.lr must be > 0 and min_lr_ratio in (0, 1], got {train.lr}, {train.min_lr_ratio}"),
         (train.amp in ("fp16", "bf16", "off"), f"train.amp must be 'fp16', 'bf16' or 'off', got {train.amp!r}"),
         (len(config.loss) > 0, "loss must list at least one term"),
+        (config.prior.mode in PRIOR_MODES, f"prior.mode must be one of {', '.join(PRIOR_MODES)}, got {config.prior.mode!r}"),
+        (len(set(config.prior.classes)) == len(config.prior.classes) > 1, f"prior.classes must name at least two distinct classes, got {config.prior.classes}"),
+        ("{c}" in config.prior.template, f"prior.template must contain {{c}}, got {config.prior.template!r}"),
     ]
     checks += [(term.name in LOSSES, f"loss {term.name!r} is unknown; available: {', '.join(sorted(LOSSES))}") for term in config.loss]
+    if config.model.replace("_", "-") in list_models():
+        takes_prior = getattr(model_class(config.model), "takes_prior", False)
+        checks.append((takes_prior == (config.prior.mode != "none"),
+                       f"model {config.model!r} does not fit prior.mode {config.prior.mode!r}: "
+                       "MixCL models need a prior, the others take none"))
     problems = [message for ok, message in checks if not ok]
     if problems:
         raise ConfigError("; ".join(problems))

@@ -11,11 +11,17 @@ from .image import to_unit_range
 from .metrics import psnr, ssim
 
 
+def model_inputs(batch: dict, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """(hazy,) for plain backbones, (hazy, prior) when the data carries a language prior (MixCL)."""
+    keys = ("hazy", "prior") if "prior" in batch else ("hazy",)
+    return tuple(batch[k].to(device, non_blocking=True) for k in keys)
+
+
 @torch.no_grad()
-def dehaze(model: nn.Module, hazy: torch.Tensor, amp_dtype: torch.dtype | None = None) -> torch.Tensor:
+def dehaze(model: nn.Module, inputs: tuple[torch.Tensor, ...], amp_dtype: torch.dtype | None = None) -> torch.Tensor:
     """Model output in [-1, 1] as float32 (autocast when `amp_dtype` is given)."""
-    with torch.autocast(hazy.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-        return model(hazy).float()
+    with torch.autocast(inputs[0].device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        return model(*inputs).float()
 
 
 def evaluate(model: nn.Module, loader: DataLoader, device: torch.device,
@@ -23,9 +29,9 @@ def evaluate(model: nn.Module, loader: DataLoader, device: torch.device,
     """Yield one record per image: name, psnr, ssim, hazy_psnr, hazy_ssim and the [0, 1] images."""
     model.eval()
     for batch in loader:
-        hazy, gt = batch["hazy"].to(device), batch["gt"].to(device)
-        output = to_unit_range(dehaze(model, hazy, amp_dtype))
-        hazy, gt = to_unit_range(hazy), to_unit_range(gt)
+        inputs = model_inputs(batch, device)
+        output = to_unit_range(dehaze(model, inputs, amp_dtype))
+        hazy, gt = to_unit_range(inputs[0]), to_unit_range(batch["gt"].to(device))
         scores = {"psnr": psnr(output, gt), "ssim": ssim(output, gt), "hazy_psnr": psnr(hazy, gt), "hazy_ssim": ssim(hazy, gt)}
         for i, name in enumerate(batch["name"]):
             yield {"name": name, **{k: v[i].item() for k, v in scores.items()},

@@ -1,0 +1,40 @@
+"""Run CLIP once over the train and test splits of a config and write their prior caches (one file each).
+
+    python scripts/compute_clip_prior.py configs/reside6k/mixcl-s.yaml [data.root=/data/RESIDE-6K]
+
+train.py and test.py do the same on start-up when a cache is missing or stale; this script does it ahead
+(for instance on a machine that has the CLIP weights) and prints how many images fell in each class.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from datasets.build import clip_loader, prior_cache_path, split_prior_cache  # noqa: E402
+from utils.config import load_config  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config", type=Path)
+    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. data.root=/data/RESIDE-6K")
+    args = parser.parse_args()
+    config = load_config(args.config, args.overrides)
+    if config.prior.mode not in ("clip", "clip-soft") or config.data.dataset != "paired":
+        raise SystemExit(f"{args.config}: only CLIP priors (prior.mode clip or clip-soft) of paired data have caches")
+    load_clip = clip_loader(config.prior, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    for split in (config.data.train_split, config.data.test_split):
+        folder = Path(config.data.root) / split
+        cache = split_prior_cache(config.prior, folder, load_clip)
+        counts = Counter(config.prior.classes[i] for i in cache["probabilities"].argmax(dim=1).tolist())
+        print(f"{folder}: {len(cache['names'])} images, {dict(counts)} → {prior_cache_path(config.prior, folder)}")
+
+
+if __name__ == "__main__":
+    main()

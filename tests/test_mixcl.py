@@ -1,0 +1,232 @@
+"""MixCLDehazeNet: the seed's network, its text-image attention and the CLIP prior (tiny random open_clip)."""
+import json
+
+import numpy as np
+import open_clip
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+import test as test_script
+import train
+from datasets import attach_prior
+from datasets.build import prior_cache_path
+from datasets.prior import compute_prior_cache, ensure_prior_cache, image_prior, text_prior
+from models import build_model, load_model
+from models.clip_prior import ClipPrior, MissingWeightsError
+from models.mixcl import TextImageAttention
+from utils.checkpoint import load_checkpoint
+from utils.config import ConfigError, PriorConfig, config_from_dict
+
+from .test_datasets import make_pairs
+
+TINY_CLIP = {"embed_dim": 32, "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "patch_size": 16},
+             "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 1}}
+
+
+@pytest.fixture(scope="module")
+def tiny_clip_weights(tmp_path_factory):
+    """A randomly initialised open_clip model registered as "tiny-clip", saved as a local weights file."""
+    folder = tmp_path_factory.mktemp("clip")
+    (folder / "tiny-clip.json").write_text(json.dumps(TINY_CLIP))
+    open_clip.add_model_config(folder / "tiny-clip.json")
+    torch.manual_seed(0)
+    model = open_clip.create_model("tiny-clip", pretrained=None)
+    torch.save(model.state_dict(), folder / "tiny-clip.bin")
+    return folder / "tiny-clip.bin"
+
+
+@pytest.fixture(scope="module")
+def tiny_clip(tiny_clip_weights):
+    return ClipPrior.load("tiny-clip", str(tiny_clip_weights))
+
+
+def tiny_prior_config(weights, tmp_path, mode="clip") -> dict:
+    return {"mode": mode, "clip_model": "tiny-clip", "clip_pretrained": str(weights), "cache_dir": str(tmp_path / "cache")}
+
+
+# --- the network ---------------------------------------------------------------------------------------------
+
+def test_seed_checkpoint_reproduces_reference_output(vectors_dir):
+    path = vectors_dir / "mixcl_t_seed.pt"
+    vector = torch.load(path, weights_only=True)
+    model = build_model("mixcl-t", checkpoint=path).eval()
+    with torch.no_grad():
+        output = model(vector["input"], vector["text"])
+        flat_text = model(vector["input"], vector["text"][:, 0])  # B×D works as well as B×1×D
+    assert (output - vector["output"]).abs().max().item() <= 1e-5
+    assert torch.equal(output, flat_text)
+
+
+def test_seed_dead_parameters_are_dropped_and_unknown_ones_refused(vectors_dir):
+    state_dict = torch.load(vectors_dir / "mixcl_t_seed.pt", weights_only=True)["state_dict"]
+    model = build_model("mixcl-t")
+    converted = model.convert_checkpoint(state_dict)
+    assert set(converted) == set(model.state_dict())
+    assert len(state_dict) - len(converted) == 8  # k1, v1, q2, postProj_t: weight and bias each
+    with pytest.raises(KeyError, match="text_emb.extra.weight"):
+        model.convert_checkpoint(state_dict | {"module.text_emb.extra.weight": torch.zeros(1)})
+
+
+def _materialised_attention(module, image, text):
+    """The seed's computation, with its HW×D attention matrix."""
+    b, _, h, w = image.shape
+    q = module.query(image).flatten(2).transpose(1, 2)
+    k = module.key(text.reshape(b, 1, -1)).transpose(1, 2)
+    v = module.value(text.reshape(b, 1, -1)).transpose(1, 2)
+    attention = (q @ k.transpose(1, 2) / module.dim ** 0.5).softmax(dim=-1)  # B×HW×D
+    return module.out_proj((attention @ v).transpose(1, 2).reshape(b, module.dim, h, w))
+
+
+@pytest.mark.parametrize("shape", [(2, 9, 13, 512), (1, 40, 32, 768)])
+def test_attention_equals_the_materialised_computation(shape):
+    b, h, w, d = shape
+    module = TextImageAttention()
+    image, text = torch.rand(b, 3, h, w) * 2 - 1, torch.randn(b, d)
+    with torch.no_grad():
+        assert torch.allclose(module(image, text), _materialised_attention(module, image, text), atol=1e-5)
+
+
+def test_fusion_variants_and_label_prior():
+    x = torch.rand(2, 3, 44, 36) * 2 - 1
+    concat, add = build_model("mixcl-t"), build_model("mixcl-t", fusion="add")
+    assert concat.backbone.stem.in_channels == 6 and add.backbone.stem.in_channels == 3
+    labels = build_model("mixcl-t", num_labels=2, text_dim=16).eval()
+    with torch.no_grad():
+        assert add.eval()(x, torch.randn(2, 512)).shape == x.shape
+        a, b = labels(x, torch.tensor([0, 1])), labels(x, torch.tensor([1, 1]))
+    assert torch.equal(a[1], b[1]) and not torch.equal(a[0], b[0])  # the label changes the output
+    with pytest.raises(ValueError, match="fusion must be one of"):
+        build_model("mixcl-t", fusion="multiply")
+
+
+# --- the CLIP prior ---------------------------------------------------------------------------------------------
+
+def test_zero_shot_probabilities_match_open_clip(tiny_clip, reside_samples):
+    images = [Image.open(p).convert("RGB") for p in sorted((reside_samples / "hazy").iterdir())[:4]]
+    model, _, preprocess = open_clip.create_model_and_transforms("tiny-clip", pretrained=tiny_clip.metadata["pretrained"])
+    tokens = open_clip.get_tokenizer("tiny-clip")(["a photo of a indoor", "a photo of a outdoor"])
+    with torch.no_grad():
+        image_features = F.normalize(model.encode_image(torch.stack([preprocess(i) for i in images])), dim=-1)
+        text_features = F.normalize(model.encode_text(tokens), dim=-1)
+    expected = (100.0 * image_features @ text_features.T).softmax(dim=-1)
+    probabilities = tiny_clip.probabilities(images)
+    assert probabilities.shape == (4, 2)
+    assert torch.allclose(probabilities, expected, atol=1e-6)
+    assert torch.allclose(tiny_clip.text_features, text_features, atol=1e-6)
+
+
+def test_prior_modes():
+    probabilities = torch.tensor([[0.9, 0.1], [0.3, 0.7]])
+    features = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    assert torch.equal(text_prior(probabilities, features, "clip"), torch.tensor([[1.0, 0, 0], [0, 1.0, 0]]))
+    assert torch.allclose(text_prior(probabilities, features, "clip-soft"), torch.tensor([[0.9, 0.1, 0], [0.3, 0.7, 0]]))
+    with pytest.raises(ValueError):
+        text_prior(probabilities, features, "labels")
+
+
+def test_single_image_prior_on_the_fly(tiny_clip, reside_samples):
+    image = Image.open(sorted((reside_samples / "hazy").iterdir())[0])
+    feature = image_prior(tiny_clip, image)
+    assert feature.shape == (1, 32)
+    assert any(torch.equal(feature[0], row) for row in tiny_clip.text_features)
+
+
+def test_cache_round_trip_and_stale_detection(tiny_clip, tmp_path, capsys):
+    root = make_pairs(tmp_path / "split", count=3)
+    names = ["00.png", "01.png", "02.png"]
+    metadata = tiny_clip.metadata
+    calls = []
+
+    def load():
+        calls.append(1)
+        return tiny_clip
+
+    path = tmp_path / "cache.pt"
+    first = ensure_prior_cache(path, root / "hazy", names, metadata, load)
+    assert len(calls) == 1 and path.is_file()
+    again = ensure_prior_cache(path, root / "hazy", names, metadata, load)
+    assert len(calls) == 1  # fresh cache: CLIP is not loaded again
+    assert torch.equal(again["probabilities"], first["probabilities"]) and again["names"] == names
+    assert torch.equal(first["probabilities"], compute_prior_cache(tiny_clip, root / "hazy", names)["probabilities"])
+
+    (root / "hazy" / "01.png").write_bytes((root / "hazy" / "00.png").read_bytes() + b"\0")  # replaced image
+    ensure_prior_cache(path, root / "hazy", names, metadata, load)
+    assert len(calls) == 2 and "stale (the image list changed" in capsys.readouterr().out
+    ensure_prior_cache(path, root / "hazy", names, metadata | {"template": "a {c} scene"}, load)
+    assert len(calls) == 3 and "stale (it was computed with" in capsys.readouterr().out
+
+    def missing():
+        raise MissingWeightsError("CLIP weights are missing")
+    with pytest.raises(MissingWeightsError):  # a stale cache without CLIP weights is reported, never used
+        ensure_prior_cache(path, root / "hazy", names[:2], metadata, missing)
+
+
+def test_missing_weights_fail_early_with_instructions(monkeypatch, tmp_path):
+    with pytest.raises(MissingWeightsError, match="nothing.bin does not exist"):
+        ClipPrior.load("ViT-B-32", str(tmp_path / "nothing.bin"))
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("no network")
+    monkeypatch.setattr(open_clip, "download_pretrained", offline)
+    with pytest.raises(MissingWeightsError) as error:
+        ClipPrior.load("ViT-B-32", "openai")
+    message = str(error.value)
+    assert "ViT-B-32 / openai are not on this machine" in message
+    assert "pretrained/ViT-B-32-openai.bin" in message and "create_model_and_transforms('ViT-B-32', pretrained='openai'" in message
+    with pytest.raises(ValueError, match="neither a file nor an open_clip tag"):
+        ClipPrior.load("ViT-B-32", "no-such-tag")
+
+
+# --- the scripts ------------------------------------------------------------------------------------------------
+
+def _config(tmp_path, model, prior, **data):
+    return config_from_dict({
+        "model": model, "out_dir": str(tmp_path / "run"), "prior": prior,
+        "data": {"dataset": "synthetic", "crop_size": 32, "samples_per_epoch": 8, "num_workers": 0, **data},
+        "train": {"epochs": 1, "batch_size": 4, "lr": 1e-3, "amp": "off"},
+    })
+
+
+@pytest.mark.parametrize("mode", ["clip", "clip-soft", "labels"])
+def test_training_with_each_prior_mode(mode, tiny_clip_weights, tmp_path):
+    config = _config(tmp_path, "mixcl-t", tiny_prior_config(tiny_clip_weights, tmp_path, mode))
+    history = train.train(config)
+    checkpoint = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert checkpoint["model_args"] == ({"num_labels": 2} if mode == "labels" else {"text_dim": 32})
+    model = load_model(tmp_path / "run" / "last.pt")
+    assert model.prior_config["mode"] == mode and np.isfinite(history[-1]["psnr"])
+
+
+def test_model_and_prior_must_fit(tmp_path, tiny_clip_weights):
+    with pytest.raises(ConfigError, match="does not fit prior.mode 'none'"):
+        train.train(_config(tmp_path, "mixcl-t", {"mode": "none"}))
+    with pytest.raises(ConfigError, match="does not fit prior.mode 'clip'"):
+        train.train(_config(tmp_path / "b", "mixdehazenet-t", tiny_prior_config(tiny_clip_weights, tmp_path)))
+
+
+def test_demo_falls_back_to_labels_when_clip_weights_are_missing(tmp_path, capsys):
+    prior = {"mode": "clip", "clip_pretrained": str(tmp_path / "absent.bin"), "fallback_to_labels": True}
+    train.train(_config(tmp_path, "mixcl-t", prior))
+    out = capsys.readouterr().out
+    assert out.count("absent.bin does not exist") == 1 and "Continuing with the `labels` prior" in out
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["config"]["prior"]["mode"] == "labels"
+    with pytest.raises(MissingWeightsError):  # without the fallback, missing weights stop the run
+        train.train(_config(tmp_path / "strict", "mixcl-t", prior | {"fallback_to_labels": False}))
+
+
+def test_paired_training_and_test_script_use_the_prior_cache(tiny_clip_weights, tmp_path):
+    make_pairs(tmp_path / "data" / "train", count=6, size=(40, 40))
+    data = make_pairs(tmp_path / "data" / "test", count=2, size=(44, 52))
+    prior = tiny_prior_config(tiny_clip_weights, tmp_path)
+    config = _config(tmp_path, "mixcl-t", prior, dataset="paired", root=str(tmp_path / "data"), holdout_fraction=0.3)
+    train.train(config)
+    cache = prior_cache_path(PriorConfig(**prior), tmp_path / "data" / "train")
+    assert cache.is_file() and torch.load(cache, weights_only=True)["names"] == [f"{i:02d}.png" for i in range(6)]
+    args = test_script.parse_args(["--checkpoint", str(tmp_path / "run" / "best.pt"), "--data", str(data),
+                                   "--out", str(tmp_path / "results"), "--no-images"])
+    assert test_script.run(args)["images"] == 2
+    assert prior_cache_path(PriorConfig(**prior), data).is_file()
+    (wrapped,), args = attach_prior(PriorConfig(**prior), [test_script.build_test_set(data)])
+    assert wrapped[0]["prior"].shape == (32,) and args == {"text_dim": 32}
