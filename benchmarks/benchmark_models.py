@@ -1,11 +1,13 @@
-"""Train-step throughput, inference latency and peak memory of MixDehazeNet variants.
+"""Train-step throughput, inference latency and peak memory of registered models.
 
-    python benchmarks/benchmark_mixdehazenet.py                      # T and S at 256×256 and 460×620 (SOTS indoor)
-    python benchmarks/benchmark_mixdehazenet.py --models t --sizes 256x256 --repeats 5
+    python benchmarks/benchmark_models.py                 # MixDehazeNet T and S at 256×256 and 460×620 (SOTS indoor)
+    python benchmarks/benchmark_models.py --models mixdehazenet-t mixcl-t --sizes 1024x1024 --tasks infer
 
 Each measurement runs in a fresh process, so that peak memory belongs to it alone: on CUDA the peak of
-torch's allocator, on the CPU the peak resident set size of the process (model, activations, runtime).
-Prints a Markdown table for BENCHMARKS.md.
+torch's allocator, on the CPU the peak resident set size of the process (model, activations, runtime);
+"above start" subtracts what the process held before the first forward pass (runtime, model, input).
+Models after the first are also compared with the first, as ratios from the same run.
+Prints Markdown tables for BENCHMARKS.md.
 """
 from __future__ import annotations
 
@@ -41,6 +43,9 @@ def measure(task: str, model_name: str, height: int, width: int, batch: int, rep
     torch.backends.cudnn.benchmark = True
     model = build_model(model_name).to(device)
     x = torch.rand(batch, 3, height, width, device=device) * 2 - 1
+    # MixCL models also take a text feature (512-d, CLIP ViT-B/32)
+    inputs = (x, torch.randn(batch, 512, device=device)) if getattr(model, "takes_prior", False) else (x,)
+    start_gb = _peak_memory_gb(device)
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(amp)
     autocast = lambda: torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)  # noqa: E731
     if task == "train":
@@ -49,7 +54,7 @@ def measure(task: str, model_name: str, height: int, width: int, batch: int, rep
 
         def step():
             with autocast():
-                loss = (model(x).float() - x).abs().mean()
+                loss = (model(*inputs).float() - x).abs().mean()
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
@@ -59,7 +64,7 @@ def measure(task: str, model_name: str, height: int, width: int, batch: int, rep
 
         def step():
             with torch.no_grad(), autocast():
-                model(x)
+                model(*inputs)
 
     step()  # warm-up: allocator, cuDNN autotuning
     times = []
@@ -70,7 +75,8 @@ def measure(task: str, model_name: str, height: int, width: int, batch: int, rep
         _sync(device)
         times.append(time.perf_counter() - started)
     seconds = statistics.median(times)
-    return {"seconds": seconds, "images_per_second": batch / seconds, "peak_gb": _peak_memory_gb(device)}
+    peak_gb = _peak_memory_gb(device)
+    return {"seconds": seconds, "images_per_second": batch / seconds, "peak_gb": peak_gb, "above_start_gb": peak_gb - start_gb}
 
 
 def _worker(queue, *args):
@@ -100,25 +106,36 @@ def machine() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=["t", "s"], help="variants: t s b l")
+    parser.add_argument("--models", nargs="+", default=["mixdehazenet-t", "mixdehazenet-s"])
     parser.add_argument("--sizes", nargs="+", default=["256x256", "460x620"], help="HxW")
+    parser.add_argument("--tasks", nargs="+", choices=["train", "infer"], default=["train", "infer"])
     parser.add_argument("--train-batch", type=int, default=None, help="default: 16 on GPU, 2 on CPU")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--amp", choices=["off", "fp16", "bf16"], default="off", help="autocast (CUDA)")
     args = parser.parse_args()
-    batch = args.train_batch or (16 if torch.cuda.is_available() else 2)
+    batches = {"train": args.train_batch or (16 if torch.cuda.is_available() else 2), "infer": 1}
 
     print(f"Machine: {machine()}; precision {args.amp}; median of {args.repeats} after one warm-up\n")
-    print("| model | size (H×W) | train batch | train images/s | train peak GB | inference ms (batch 1) | inference peak GB |")
-    print("|---|---|---|---|---|---|---|")
-    for variant in args.models:
-        for size in args.sizes:
-            h, w = (int(v) for v in size.lower().split("x"))
-            name = f"mixdehazenet-{variant}"
-            trained = measure_in_fresh_process("train", name, h, w, batch, args.repeats, args.amp)
-            inferred = measure_in_fresh_process("infer", name, h, w, 1, args.repeats, args.amp)
-            print(f"| {name} | {h}×{w} | {batch} | {trained['images_per_second']:.2f} | {trained['peak_gb']:.2f} "
-                  f"| {inferred['seconds'] * 1000:.0f} | {inferred['peak_gb']:.2f} |", flush=True)
+    print("| model | size (H×W) | task | batch | images/s | ms per step | peak GB | peak GB above start |")
+    print("|---|---|---|---|---|---|---|---|")
+    results = {}
+    for size in args.sizes:
+        h, w = (int(v) for v in size.lower().split("x"))
+        for name in args.models:
+            for task in args.tasks:
+                r = results[name, size, task] = measure_in_fresh_process(task, name, h, w, batches[task], args.repeats, args.amp)
+                print(f"| {name} | {h}×{w} | {task} | {batches[task]} | {r['images_per_second']:.2f} | "
+                      f"{r['seconds'] * 1000:.0f} | {r['peak_gb']:.2f} | {r['above_start_gb']:.2f} |", flush=True)
+    if len(args.models) > 1:
+        first = args.models[0]
+        print(f"\n| model | size | task | extra time vs {first} | extra peak vs {first} | extra peak above start |")
+        print("|---|---|---|---|---|---|")
+        for (name, size, task), r in results.items():
+            if name != first:
+                base = results[first, size, task]
+                print(f"| {name} | {size} | {task} | {r['seconds'] / base['seconds'] - 1:+.1%} | "
+                      f"{r['peak_gb'] / base['peak_gb'] - 1:+.1%} | "
+                      f"{r['above_start_gb'] / base['above_start_gb'] - 1:+.1%} |")
 
 
 if __name__ == "__main__":
