@@ -2,13 +2,19 @@
 # Main job.
 #   bash train.sh                                    demo: MixCLDehazeNet-T on synthetic haze, then its evaluation
 #   bash train.sh CONFIG [key=value ...] [--resume]  train with a config, e.g. configs/reside6k/mixdehazenet-t.yaml
-# Sets up .venv on first use. Runs on the GPU when one is visible, else on the CPU.
+# Sets up .venv on first use. Runs on all visible GPUs of this machine (CUDA_VISIBLE_DEVICES selects them),
+# else on the CPU. Several machines: see README, "Multi-GPU and multi-node training".
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 bash scripts/setup_env.sh
 python="${MIXCL_VENV:-.venv}/bin/python"
 
 if [ $# -gt 0 ]; then
+  # One process per visible GPU (torchrun, DistributedDataParallel); a single process otherwise.
+  gpus="$("$python" -c 'import torch; print(torch.cuda.device_count())')"
+  if [ "$gpus" -gt 1 ]; then
+    exec "$python" -m torch.distributed.run --standalone --nproc_per_node="$gpus" train.py "$@"
+  fi
   exec "$python" train.py "$@"
 fi
 

@@ -79,14 +79,15 @@ def measure(task: str, model_name: str, height: int, width: int, batch: int, rep
     return {"seconds": seconds, "images_per_second": batch / seconds, "peak_gb": peak_gb, "above_start_gb": peak_gb - start_gb}
 
 
-def _worker(queue, *args):
-    queue.put(measure(*args))
+def _worker(queue, function, *args):
+    queue.put(function(*args))
 
 
-def measure_in_fresh_process(*args) -> dict:
+def measure_in_fresh_process(function, *args) -> dict:
+    """`function(*args)` in a new process, so that its peak memory is its own."""
     context = mp.get_context("spawn")
     queue = context.Queue()
-    process = context.Process(target=_worker, args=(queue, *args))
+    process = context.Process(target=_worker, args=(queue, function, *args))
     process.start()
     result = queue.get()
     process.join()
@@ -123,7 +124,7 @@ def main() -> None:
         h, w = (int(v) for v in size.lower().split("x"))
         for name in args.models:
             for task in args.tasks:
-                r = results[name, size, task] = measure_in_fresh_process(task, name, h, w, batches[task], args.repeats, args.amp)
+                r = results[name, size, task] = measure_in_fresh_process(measure, task, name, h, w, batches[task], args.repeats, args.amp)
                 print(f"| {name} | {h}×{w} | {task} | {batches[task]} | {r['images_per_second']:.2f} | "
                       f"{r['seconds'] * 1000:.0f} | {r['peak_gb']:.2f} | {r['above_start_gb']:.2f} |", flush=True)
     if len(args.models) > 1:

@@ -5,26 +5,42 @@ from torch.utils.data import Sampler
 
 
 class SeededSampler(Sampler[tuple[int, int]]):
-    """Yields `(index, sample_seed)` pairs for training datasets.
+    """Yields `(index, sample_seed)` pairs, the micro-batches of one training process, in order.
 
     Both the order and every sample's augmentation seed derive from (seed, epoch), so a run gives the same
     batches whatever the number of workers, and `--resume` continues exactly. Call `set_epoch` each epoch.
+
+    The epoch's order is cut into global batches of `batch_size` samples, each into micro-batches of
+    `micro_batch_size`; micro-batch j of a global batch goes to process j % world_size as its
+    (j // world_size)-th gradient-accumulation step. One process accumulating over all micro-batches and
+    several processes sharing them therefore see the same micro-batches. An incomplete last global batch
+    is dropped.
     """
 
-    def __init__(self, num_samples: int, seed: int, shuffle: bool = True):
-        self.num_samples = num_samples
-        self.seed = seed
-        self.shuffle = shuffle
-        self.epoch = 0
+    def __init__(self, num_samples: int, seed: int, batch_size: int, micro_batch_size: int | None = None,
+                 rank: int = 0, world_size: int = 1):
+        micro_batch_size = micro_batch_size or batch_size // world_size
+        if micro_batch_size < 1 or batch_size % (micro_batch_size * world_size):
+            raise ValueError(f"batch size {batch_size} is not a multiple of micro-batch size {micro_batch_size} "
+                             f"× {world_size} process(es)")
+        self.num_samples, self.seed, self.epoch = num_samples, seed, 0
+        self.batch_size, self.micro_batch_size = batch_size, micro_batch_size
+        self.rank, self.world_size = rank, world_size
+        self.accumulation_steps = batch_size // (micro_batch_size * world_size)
+        self.steps_per_epoch = num_samples // batch_size
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.num_samples
+        return self.steps_per_epoch * self.accumulation_steps * self.micro_batch_size
 
     def __iter__(self):
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        order = torch.randperm(self.num_samples, generator=generator) if self.shuffle else torch.arange(self.num_samples)
-        sample_seeds = torch.randint(2**62, (self.num_samples,), generator=generator)
-        yield from zip(order.tolist(), sample_seeds.tolist())
+        order = torch.randperm(self.num_samples, generator=generator).tolist()
+        sample_seeds = torch.randint(2**62, (self.num_samples,), generator=generator).tolist()
+        m = self.micro_batch_size
+        for step in range(self.steps_per_epoch):
+            for accumulation in range(self.accumulation_steps):
+                start = step * self.batch_size + (accumulation * self.world_size + self.rank) * m
+                yield from zip(order[start:start + m], sample_seeds[start:start + m])

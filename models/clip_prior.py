@@ -3,45 +3,56 @@ text feature of each class, as the seed computes them (SPEC section 3):
 
     p = softmax(100 · cos(image embedding, text embedding of "a photo of a {class}"))
 
-Weights are never fetched silently at training time on an offline machine: `ClipPrior.load` looks for them
-locally and, when they are missing and cannot be downloaded, stops with `MissingWeightsError` naming the
-file it expected and how to obtain it.
+`ClipPrior.load` looks for the weights locally first; on an offline machine it stops at once with
+`MissingWeightsError` naming the file it expected and how to obtain it, rather than retrying downloads.
 """
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
 from typing import Sequence
+from urllib.parse import urlparse
 
+import huggingface_hub
 import open_clip
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from .weights import WEIGHTS_DIR, MissingWeightsError
+
 DEFAULT_MODEL = "ViT-B-32"
 DEFAULT_PRETRAINED = "openai"
 DEFAULT_CLASSES = ("indoor", "outdoor")
 DEFAULT_TEMPLATE = "a photo of a {c}"
-WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "pretrained"
 LOGIT_SCALE = 100.0  # the seed's fixed temperature (CLIP's learned scale is 100 for OpenAI weights)
 
 
-class MissingWeightsError(FileNotFoundError):
-    pass
+def _hub_location(tag_config: dict) -> tuple[str, list[str]]:
+    """(repository, candidate file names) of a tag's weights on the Hugging Face hub."""
+    repo_id, filename = os.path.split(tag_config["hf_hub"])
+    filename = filename or "open_clip_pytorch_model.bin"
+    return repo_id, ["open_clip_model.safetensors", filename]
 
 
-def _how_to_get(model_name: str, tag: str, expected: Path) -> str:
-    return (f"To obtain them, on a machine with internet access run\n"
-            f"    python -c \"import open_clip; open_clip.create_model_and_transforms('{model_name}', "
-            f"pretrained='{tag}', cache_dir='pretrained/open_clip')\"\n"
-            f"and copy its pretrained/open_clip/ folder here, or save the weights file of open_clip's "
-            f"'{model_name}' / '{tag}' as {expected}.")
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """One quick connection attempt, so that an offline machine fails at once instead of retrying for minutes."""
+    if huggingface_hub.constants.HF_HUB_OFFLINE:
+        return False
+    host = urlparse(huggingface_hub.constants.ENDPOINT).hostname
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
 
 
 def resolve_weights(model_name: str, pretrained: str) -> tuple[str, dict]:
     """A local weights file for (model, tag or file) and the create_model_and_transforms options the tag implies.
 
-    A tag is looked up, in order, as pretrained/<model>-<tag>.{safetensors,bin,pt}, in the open_clip
-    cache under pretrained/open_clip, and then downloaded there (which fails offline).
+    A tag is looked up as pretrained/<model>-<tag>.{safetensors,bin,pt}, then in the Hugging Face cache,
+    and downloaded (into that cache) only when the hub answers.
     """
     if Path(pretrained).suffix or "/" in pretrained:  # a file path
         path = Path(pretrained)
@@ -49,23 +60,31 @@ def resolve_weights(model_name: str, pretrained: str) -> tuple[str, dict]:
             raise MissingWeightsError(f"CLIP weights file {path} does not exist.")
         return str(path), {}
     tag_config = open_clip.get_pretrained_cfg(model_name, pretrained)
-    if not tag_config:
-        raise ValueError(f"{pretrained!r} is neither a file nor an open_clip tag of {model_name!r} "
-                         f"(tags: {', '.join(open_clip.list_pretrained_tags_by_model(model_name))})")
+    if not tag_config or "hf_hub" not in tag_config:
+        raise ValueError(f"{pretrained!r} is neither a file nor an open_clip tag of {model_name!r} on the Hugging Face "
+                         f"hub (tags: {', '.join(open_clip.list_pretrained_tags_by_model(model_name))})")
     options = {"force_quick_gelu": tag_config.get("quick_gelu", False)}  # OpenAI weights were trained with QuickGELU
     for key, option in (("mean", "image_mean"), ("std", "image_std"), ("interpolation", "image_interpolation"),
                         ("resize_mode", "image_resize_mode")):
         if key in tag_config:
             options[option] = tag_config[key]
+
     expected = WEIGHTS_DIR / f"{model_name}-{pretrained}.bin"
     for suffix in (".safetensors", ".bin", ".pt"):
         if expected.with_suffix(suffix).is_file():
             return str(expected.with_suffix(suffix)), options
-    try:
-        return open_clip.download_pretrained(tag_config, cache_dir=str(WEIGHTS_DIR / "open_clip")), options
-    except Exception as e:  # no network, hub refused, …
-        raise MissingWeightsError(f"CLIP weights {model_name} / {pretrained} are not on this machine and could not "
-                                  f"be downloaded ({type(e).__name__}). {_how_to_get(model_name, pretrained, expected)}") from None
+    repo_id, filenames = _hub_location(tag_config)
+    for filename in filenames:
+        cached = huggingface_hub.try_to_load_from_cache(repo_id, filename)
+        if isinstance(cached, str):
+            return cached, options
+    if _hub_reachable():
+        return open_clip.download_pretrained(tag_config), options
+    raise MissingWeightsError(
+        f"CLIP weights {model_name} / {pretrained} are not on this machine and the Hugging Face hub cannot be "
+        f"reached. On a machine with internet access run\n"
+        f"    python -c \"from huggingface_hub import hf_hub_download; print(hf_hub_download('{repo_id}', '{filenames[1]}'))\"\n"
+        f"and copy the file it prints to {expected} (or point prior.clip_pretrained at it).")
 
 
 class ClipPrior:

@@ -112,7 +112,7 @@ def test_augmentation_keeps_pairs_aligned_and_edge_decay_reaches_borders():
 
 
 def test_seeded_sampler_is_reproducible_per_epoch():
-    sampler = SeededSampler(10, seed=3)
+    sampler = SeededSampler(10, seed=3, batch_size=10)
     first = list(sampler)
     assert sorted(i for i, _ in first) == list(range(10))
     assert list(sampler) == first

@@ -1,6 +1,7 @@
 """MixCLDehazeNet: the seed's network, its text-image attention and the CLIP prior (tiny random open_clip)."""
 import json
 
+import huggingface_hub
 import numpy as np
 import open_clip
 import pytest
@@ -14,7 +15,9 @@ from datasets import attach_prior
 from datasets.build import prior_cache_path
 from datasets.prior import compute_prior_cache, ensure_prior_cache, image_prior, text_prior
 from models import build_model, load_model
-from models.clip_prior import ClipPrior, MissingWeightsError
+from models import clip_prior
+from models.clip_prior import ClipPrior
+from models.weights import MissingWeightsError
 from models.mixcl import TextImageAttention
 from utils.checkpoint import load_checkpoint
 from utils.config import ConfigError, PriorConfig, config_from_dict
@@ -167,14 +170,14 @@ def test_missing_weights_fail_early_with_instructions(monkeypatch, tmp_path):
     with pytest.raises(MissingWeightsError, match="nothing.bin does not exist"):
         ClipPrior.load("ViT-B-32", str(tmp_path / "nothing.bin"))
 
-    def offline(*args, **kwargs):
-        raise ConnectionError("no network")
-    monkeypatch.setattr(open_clip, "download_pretrained", offline)
+    monkeypatch.setattr(clip_prior, "_hub_reachable", lambda: False)
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *args, **kwargs: None)
     with pytest.raises(MissingWeightsError) as error:
         ClipPrior.load("ViT-B-32", "openai")
     message = str(error.value)
     assert "ViT-B-32 / openai are not on this machine" in message
-    assert "pretrained/ViT-B-32-openai.bin" in message and "create_model_and_transforms('ViT-B-32', pretrained='openai'" in message
+    assert "pretrained/ViT-B-32-openai.bin" in message
+    assert "hf_hub_download('timm/vit_base_patch32_clip_224.openai', 'open_clip_pytorch_model.bin')" in message
     with pytest.raises(ValueError, match="neither a file nor an open_clip tag"):
         ClipPrior.load("ViT-B-32", "no-such-tag")
 

@@ -7,6 +7,7 @@ training starts. Command-line overrides use dotted keys: `train.batch_size=8 dat
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -43,9 +44,17 @@ class TrainConfig:
     lr: float = 1e-4
     min_lr_ratio: float = 1e-2         # cosine annealing per epoch from lr down to lr·min_lr_ratio
     weight_decay: float = 0.01         # torch's AdamW default, as the anchors use it
-    amp: str = "fp16"                  # "fp16" (with GradScaler), "bf16" or "off"; CPU always trains in fp32
+    amp: str = "fp16"                  # "fp16" (with GradScaler), "bf16" or "off"; on the CPU only bf16 applies
     seed: int = 0
     eval_every: int = 1                # epochs between validations (and best-checkpoint updates)
+    # Per process and step. Gradients accumulate over batch_size / (micro_batch_size × processes) steps, so
+    # the effective batch stays batch_size on fewer GPUs. Default: batch_size / processes (no accumulation).
+    micro_batch_size: int | None = None
+    sync_batchnorm: bool = False       # synchronise BatchNorm statistics across GPUs (CUDA, several processes)
+    channels_last: bool = False        # NHWC memory format for the convolutions
+    compile: bool = False              # torch.compile the model
+    ema_decay: float = 0.0             # > 0: keep an exponential moving average of the weights (evaluated, saved)
+    max_skipped_steps: int = 20        # steps skipped for a non-finite loss before the run stops
 
 
 @dataclass
@@ -65,6 +74,7 @@ class PriorConfig:
 class LossTerm:
     name: str = "l1"
     weight: float = 1.0
+    args: dict[str, Any] = field(default_factory=dict)  # constructor arguments of the loss
 
 
 @dataclass
@@ -98,6 +108,10 @@ def _build(cls: type, values: Any, where: str):
 
 def _coerce(kind: Any, value: Any, where: str):
     where = where.rstrip(".")
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):  # X | None
+        if value is None and type(None) in typing.get_args(kind):
+            return None
+        (kind,) = [k for k in typing.get_args(kind) if k is not type(None)]
     if typing.get_origin(kind) is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
@@ -171,6 +185,9 @@ def validate(config: Config) -> None:
         (train.epochs > 0 and train.batch_size > 0 and train.eval_every > 0, "train.epochs, batch_size and eval_every must be positive"),
         (train.lr > 0 and 0 < train.min_lr_ratio <= 1, f"train.lr must be > 0 and min_lr_ratio in (0, 1], got {train.lr}, {train.min_lr_ratio}"),
         (train.amp in ("fp16", "bf16", "off"), f"train.amp must be 'fp16', 'bf16' or 'off', got {train.amp!r}"),
+        (train.micro_batch_size is None or 0 < train.micro_batch_size <= train.batch_size,
+         f"train.micro_batch_size must lie in [1, batch_size], got {train.micro_batch_size}"),
+        (0 <= train.ema_decay < 1, f"train.ema_decay must lie in [0, 1), got {train.ema_decay}"),
         (len(config.loss) > 0, "loss must list at least one term"),
         (config.prior.mode in PRIOR_MODES, f"prior.mode must be one of {', '.join(PRIOR_MODES)}, got {config.prior.mode!r}"),
         (len(set(config.prior.classes)) == len(config.prior.classes) > 1, f"prior.classes must name at least two distinct classes, got {config.prior.classes}"),

@@ -1,0 +1,104 @@
+"""Training throughput of one model under the speed settings of train.py: eager fp32, mixed precision,
+channels-last memory format, torch.compile, and their combinations.
+
+    python benchmarks/benchmark_training.py                                   # MixCL-S, 256×256, batch 16
+    python benchmarks/benchmark_training.py --model mixdehazenet-t --batch 4 --settings eager channels_last
+
+A step is what train.py does: forward (autocast when mixed), L1 loss, backward, fused AdamW step. Each
+setting runs in a fresh process (peak memory is its own); compilation happens in the warm-up steps, which
+are not timed. Speed-ups are ratios to eager fp32 measured in the same run. Mixed precision is bf16
+autocast on the CPU (fp16 has no fast CPU path) and fp16 with a GradScaler on CUDA unless --amp says so.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from benchmarks.benchmark_models import _peak_memory_gb, _sync, machine, measure_in_fresh_process  # noqa: E402
+from models import build_model  # noqa: E402
+
+SETTINGS = {  # name: (mixed precision, channels_last, compile)
+    "eager": (False, False, False),
+    "amp": (True, False, False),
+    "channels_last": (False, True, False),
+    "compile": (False, False, True),
+    "compile+channels_last": (False, True, True),
+    "amp+channels_last": (True, True, False),
+    "amp+compile+channels_last": (True, True, True),
+}
+
+
+def measure(setting: str, model_name: str, size: int, batch: int, warmup: int, repeats: int, amp: str) -> dict:
+    mixed, channels_last, compiled = SETTINGS[setting]
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.backends.cudnn.benchmark = True
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}[amp] if mixed else None
+    model = build_model(model_name).to(device, memory_format=memory_format).train()
+    x = (torch.rand(batch, 3, size, size, device=device) * 2 - 1).contiguous(memory_format=memory_format)
+    target = x.flip(-1)
+    inputs = (x, torch.randn(batch, 512, device=device)) if getattr(model, "takes_prior", False) else (x,)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    net = torch.compile(model) if compiled else model
+
+    def step():
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            output = net(*inputs)
+        loss = (output.float() - target).abs().mean()
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        return loss.item()
+
+    started = time.perf_counter()
+    for _ in range(warmup):
+        step()
+    warmup_seconds = time.perf_counter() - started
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        started = time.perf_counter()
+        step()
+        _sync(device)
+        times.append(time.perf_counter() - started)
+    seconds = statistics.median(times)
+    return {"images_per_second": batch / seconds, "seconds": seconds, "warmup_seconds": warmup_seconds,
+            "peak_gb": _peak_memory_gb(device)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="mixcl-s")
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--settings", nargs="+", choices=SETTINGS, default=list(SETTINGS))
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps (compilation happens here)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--amp", choices=["fp16", "bf16"], default=None, help="default: fp16 on CUDA, bf16 on CPU")
+    args = parser.parse_args()
+    amp = args.amp or ("fp16" if torch.cuda.is_available() else "bf16")
+    settings = ["eager"] + [s for s in args.settings if s != "eager"]
+
+    print(f"Machine: {machine()}; {args.model}, {args.size}×{args.size}, batch {args.batch}, mixed precision = {amp}; "
+          f"median of {args.repeats} steps after {args.warmup} warm-up steps\n")
+    print("| setting | images/s | s per step | speed-up vs eager fp32 | warm-up s | peak GB |")
+    print("|---|---|---|---|---|---|")
+    eager = None
+    for setting in settings:
+        r = measure_in_fresh_process(measure, setting, args.model, args.size, args.batch, args.warmup, args.repeats, amp)
+        eager = eager or r["images_per_second"]
+        print(f"| {setting} | {r['images_per_second']:.3f} | {r['seconds']:.2f} | {r['images_per_second'] / eager:.2f}× "
+              f"| {r['warmup_seconds']:.0f} | {r['peak_gb']:.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
