@@ -38,6 +38,18 @@ def _peak_memory_gb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB → GiB
 
 
+def median_seconds(step, device: torch.device, repeats: int) -> float:
+    """Median wall time of `step()` over `repeats` calls, waiting for the GPU around each."""
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        started = time.perf_counter()
+        step()
+        _sync(device)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
 def measure(task: str, model_name: str, height: int, width: int, batch: int, repeats: int, amp: str) -> dict:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.backends.cudnn.benchmark = True
@@ -67,14 +79,7 @@ def measure(task: str, model_name: str, height: int, width: int, batch: int, rep
                 model(*inputs)
 
     step()  # warm-up: allocator, cuDNN autotuning
-    times = []
-    for _ in range(repeats):
-        _sync(device)
-        started = time.perf_counter()
-        step()
-        _sync(device)
-        times.append(time.perf_counter() - started)
-    seconds = statistics.median(times)
+    seconds = median_seconds(step, device, repeats)
     peak_gb = _peak_memory_gb(device)
     return {"seconds": seconds, "images_per_second": batch / seconds, "peak_gb": peak_gb, "above_start_gb": peak_gb - start_gb}
 

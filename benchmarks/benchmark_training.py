@@ -12,7 +12,6 @@ autocast on the CPU (fp16 has no fast CPU path) and fp16 with a GradScaler on CU
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from benchmarks.benchmark_models import _peak_memory_gb, _sync, machine, measure_in_fresh_process  # noqa: E402
+from benchmarks.benchmark_models import _peak_memory_gb, machine, measure_in_fresh_process, median_seconds  # noqa: E402
 from models import build_model  # noqa: E402
 
 SETTINGS = {  # name: (mixed precision, channels_last, compile)
@@ -63,14 +62,7 @@ def measure(setting: str, model_name: str, size: int, batch: int, warmup: int, r
     for _ in range(warmup):
         step()
     warmup_seconds = time.perf_counter() - started
-    times = []
-    for _ in range(repeats):
-        _sync(device)
-        started = time.perf_counter()
-        step()
-        _sync(device)
-        times.append(time.perf_counter() - started)
-    seconds = statistics.median(times)
+    seconds = median_seconds(step, device, repeats)
     return {"images_per_second": batch / seconds, "seconds": seconds, "warmup_seconds": warmup_seconds,
             "peak_gb": _peak_memory_gb(device)}
 
