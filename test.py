@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from datasets import attach_prior, build_test_set
 from models import load_model
+from utils.cli import run_reporting_user_errors
 from utils.config import PriorConfig
 from utils.evaluation import evaluate, summarize
 from utils.image import write_image
@@ -71,4 +72,4 @@ def run(args: argparse.Namespace) -> dict:
 
 
 if __name__ == "__main__":
-    run(parse_args())
+    run_reporting_user_errors(run, parse_args())

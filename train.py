@@ -31,6 +31,7 @@ from datasets import SeededSampler, attach_prior, build_training_sets
 from models import build_model
 from models.weights import MissingWeightsError
 from utils.checkpoint import load_checkpoint, save_checkpoint
+from utils.cli import run_reporting_user_errors
 from utils.config import Config, ConfigError, load_config
 from utils.evaluation import evaluate, model_inputs, summarize
 from utils.losses import build_loss
@@ -102,12 +103,20 @@ def train(config: Config, resume: bool = False) -> list[dict]:
     torch.backends.cudnn.benchmark = True
     memory_format = torch.channels_last if config.train.channels_last else torch.contiguous_format
 
+    if not resume and (out_dir / "last.pt").exists():
+        raise FileExistsError(f"{out_dir / 'last.pt'} exists: pass --resume to continue it, or choose another out_dir")
+
     # Data first: every file is checked (and the language prior computed) before the first step.
+    # Rank 0 goes first, so that only it writes the prior caches the other processes then read.
+    if not is_main:
+        dist.barrier()
     train_set, val_set = build_training_sets(config.data)
     model_args = dict(config.model_args)
     if config.prior.mode != "none":
         (train_set, val_set), prior_args = attach_prior_or_fall_back(config, [train_set, val_set], device)
         model_args |= prior_args
+    if is_main and world_size > 1:
+        dist.barrier()
     sampler = SeededSampler(len(train_set), config.train.seed, config.train.batch_size,
                             config.train.micro_batch_size, rank, world_size)
     if sampler.steps_per_epoch == 0:
@@ -148,8 +157,6 @@ def train(config: Config, resume: bool = False) -> list[dict]:
         skipped = checkpoint["skipped_steps"]
         if is_main:
             print(f"resuming {out_dir} after epoch {start_epoch}")
-    elif (out_dir / "last.pt").exists():
-        raise FileExistsError(f"{out_dir / 'last.pt'} exists: pass --resume to continue it, or choose another out_dir")
 
     ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if world_size > 1 else None
     net = ddp or model
@@ -266,4 +273,5 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_reporting_user_errors(main)
+

@@ -16,7 +16,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from datasets import validate_paired_folder  # noqa: E402
 from datasets.build import clip_loader, prior_cache_path, split_prior_cache  # noqa: E402
+from utils.cli import run_reporting_user_errors  # noqa: E402
 from utils.config import load_config  # noqa: E402
 
 
@@ -31,10 +33,11 @@ def main() -> None:
     load_clip = clip_loader(config.prior, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     for split in (config.data.train_split, config.data.test_split):
         folder = Path(config.data.root) / split
+        validate_paired_folder(folder)  # a clear error for a missing or broken split
         cache = split_prior_cache(config.prior, folder, load_clip)
         counts = Counter(config.prior.classes[i] for i in cache["probabilities"].argmax(dim=1).tolist())
         print(f"{folder}: {len(cache['names'])} images, {dict(counts)} → {prior_cache_path(config.prior, folder)}")
 
 
 if __name__ == "__main__":
-    main()
+    run_reporting_user_errors(main)

@@ -146,3 +146,16 @@ def test_test_script_reads_official_checkpoints(tmp_path, vectors_dir):
     args.model = None
     with pytest.raises(ValueError, match="pass the model name"):
         test_script.run(args)
+
+
+def test_scripts_report_user_errors_without_a_traceback(tmp_path):
+    import subprocess
+    import sys
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: mixdehazenet-t\ndata:\n  crop: 64\n")
+    for command in ([sys.executable, "train.py", str(bad)],
+                    [sys.executable, "test.py", "--checkpoint", str(tmp_path / "none.pt"), "--data", "synthetic"]):
+        result = subprocess.run(command, capture_output=True, text=True)
+        assert result.returncode == 1 and result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+    assert "unknown config key(s) data.crop" in subprocess.run([sys.executable, "train.py", str(bad)],
+                                                               capture_output=True, text=True).stderr
