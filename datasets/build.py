@@ -99,16 +99,19 @@ def attach_prior(prior, datasets: list[Dataset], device: torch.device | str = "c
     CLIP runs at most once per split folder: its results are cached under `prior.cache_dir`.
     """
     load_clip = clip_loader(prior, device)
-    wrapped, model_args = [], {}
-    for dataset in datasets:
-        folder = None if isinstance(dataset, SyntheticHazeDataset) else dataset.root
+
+    def prior_table(folder: Path | None) -> tuple[dict, dict]:  # folder None: the synthetic photos
         if prior.mode == "labels":
             labels = DOMAINS if folder is None else _read_domain_labels(folder / DOMAIN_LABELS_FILE, prior.classes)
-            table = {name: prior.classes.index(label) for name, label in labels.items()}
-            model_args = {"num_labels": len(prior.classes)}
-        else:
-            cache = _synthetic_clip_cache(load_clip()) if folder is None else split_prior_cache(prior, folder, load_clip)
-            table = text_prior_table(cache, prior.mode)
-            model_args = {"text_dim": cache["text_features"].shape[1]}
-        wrapped.append(WithPrior(dataset, table))
-    return wrapped, model_args
+            return {name: prior.classes.index(label) for name, label in labels.items()}, {"num_labels": len(prior.classes)}
+        cache = _synthetic_clip_cache(load_clip()) if folder is None else split_prior_cache(prior, folder, load_clip)
+        return text_prior_table(cache, prior.mode), {"text_dim": cache["text_features"].shape[1]}
+
+    tables: dict = {}  # one table per source folder: train and held-out validation usually share one
+    wrapped = []
+    for dataset in datasets:
+        folder = None if isinstance(dataset, SyntheticHazeDataset) else dataset.root
+        if folder not in tables:
+            tables[folder] = prior_table(folder)
+        wrapped.append(WithPrior(dataset, tables[folder][0]))
+    return wrapped, tables[folder][1]
