@@ -188,8 +188,9 @@ def train(config: Config, resume: bool = False) -> list[dict]:
                 last = micro_step == accumulation - 1
                 with ddp.no_sync() if ddp is not None and not last else contextlib.nullcontext():
                     with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                        output = net(*inputs)
-                    loss, parts = criterion(output.float(), gt, inputs[0])
+                        output = net(*inputs, return_global=True) if criterion.needs_global_feature else net(*inputs)
+                    output, global_feature = output if criterion.needs_global_feature else (output, None)
+                    loss, parts = criterion(output.float(), gt, inputs[0], global_feature)
                     scaler.scale(loss / accumulation).backward()
                 losses += torch.stack([loss.detach(), *(p.detach() for p in parts.values())])
             if world_size > 1:

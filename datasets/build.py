@@ -16,7 +16,8 @@ from utils.image import is_image_file
 
 from .paired import HAZY_DIR, DatasetError, PairedImageDataset, holdout_split, validate_paired_folder
 from .prior import WithPrior, ensure_prior_cache, text_prior_table
-from .synthetic import DOMAINS, TEST_HAZE, SyntheticHazeDataset, add_haze, load_photo
+from .haze_model import HazeModel, add_haze
+from .synthetic import DOMAINS, TEST_HAZE, CleanImageFolder, SyntheticHazeDataset, load_photo
 from .transforms import PairedAugment
 
 SYNTHETIC_VALID_SAMPLES = 32  # enough crops for a stable validation PSNR, cheap on a CPU
@@ -26,8 +27,11 @@ DOMAIN_LABELS_FILE = "domain_labels.csv"  # per split folder, rows `name,class`,
 def build_training_sets(data) -> tuple[Dataset, Dataset]:
     """(train, validation) datasets for a `DataConfig`."""
     if data.dataset == "synthetic":
-        train = SyntheticHazeDataset("train", data.crop_size, data.samples_per_epoch, rotate90=data.rotate90)
-        return train, SyntheticHazeDataset("valid", data.crop_size, SYNTHETIC_VALID_SAMPLES)
+        haze = HazeModel(**data.haze)
+        clean = CleanImageFolder(data.clean_root, data.depth_root, data.crop_size) if data.clean_root else None
+        train = SyntheticHazeDataset("train", data.crop_size, data.samples_per_epoch, haze=haze,
+                                     rotate90=data.rotate90, clean=clean)
+        return train, SyntheticHazeDataset("valid", data.crop_size, SYNTHETIC_VALID_SAMPLES, haze=haze, clean=clean)
 
     train_root = Path(data.root) / data.train_split
     names = validate_paired_folder(train_root, min_size=data.crop_size)
@@ -110,6 +114,9 @@ def attach_prior(prior, datasets: list[Dataset], device: torch.device | str = "c
     tables: dict = {}  # one table per source folder: train and held-out validation usually share one
     wrapped = []
     for dataset in datasets:
+        if isinstance(dataset, SyntheticHazeDataset) and dataset.clean is not None:
+            raise DatasetError("a language prior needs fixed hazy images: turn the clean folder into a paired "
+                               "dataset with scripts/synthesize_haze.py and train on that")
         folder = None if isinstance(dataset, SyntheticHazeDataset) else dataset.root
         if folder not in tables:
             tables[folder] = prior_table(folder)

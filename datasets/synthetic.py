@@ -1,24 +1,30 @@
-"""Synthetic haze on real photographs shipped inside scikit-image: a dataset that needs no download.
+"""Haze synthesised on the fly: on real photographs shipped inside scikit-image (no download), or on a
+folder of clean images of your own (with optional depth maps).
 
-Haze follows the atmospheric scattering model  I = J·t + A·(1 − t),  t = exp(−β·depth),  with β and the
-(grey) atmospheric light A drawn per sample. Depth is normalised to [0, 1]:
+Training and validation haze come from the multi-degradation model of datasets/haze_model.py (non-uniform
+density, coloured and varying airlight, blur, noise, JPEG; configurable). Depth is normalised to [0, 1]:
 - `motorcycle_left` has a real depth map (from the Middlebury disparity shipped beside it);
-- the other photos use a depth proxy that grows towards the top of the frame (far scene above the horizon).
+- the other photos use a depth proxy that grows towards the top of the frame (far scene above the horizon);
+- a clean folder's images use `<depth_root>/<stem>.png|.npy` when given, else the same proxy.
 
-Train photos give random crops with random haze; validation uses fixed haze on the same photos (so that
-model selection never sees the test photos); test uses two held-out photos at three fixed haze levels.
+Train photos give random crops with random haze; validation uses fixed draws on the same photos (so that
+model selection never sees the test photos); test uses two held-out scikit-image photos at three fixed
+levels of the classic model (I = J·t + A·(1 − t)), so that test figures stay comparable across haze settings.
 """
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 
 import cv2
 import numpy as np
 import skimage.data
 from torch.utils.data import Dataset
 
-from utils.image import to_tensor
+from utils.image import is_image_file, read_image, to_tensor
 
+from .haze_model import HazeModel, add_haze, vertical_depth_proxy
+from .paired import DatasetError
 from .transforms import PairedAugment
 
 TRAIN_PHOTOS = ("astronaut", "rocket", "motorcycle_left", "motorcycle_right")
@@ -29,17 +35,6 @@ VALID_SEED = 12345
 # Scene domain of each photo, for the `labels` prior of MixCL models (the Middlebury motorcycle is indoors).
 DOMAINS = {"astronaut": "indoor", "rocket": "outdoor", "motorcycle_left": "indoor", "motorcycle_right": "indoor",
            "chelsea": "indoor", "coffee": "indoor"}
-
-
-def add_haze(clear: np.ndarray, depth: np.ndarray, beta: float, airlight: float) -> np.ndarray:
-    """Atmospheric scattering model on H×W×3 clear image in [0, 1] and H×W depth in [0, 1]."""
-    transmission = np.exp(-beta * depth)[..., None]
-    return (clear * transmission + airlight * (1.0 - transmission)).astype(np.float32)
-
-
-def vertical_depth_proxy(height: int, width: int) -> np.ndarray:
-    """Depth 1 at the top row falling linearly to 0 at the bottom row."""
-    return np.repeat(np.linspace(1.0, 0.0, height, dtype=np.float32)[:, None], width, axis=1)
 
 
 def _depth_from_disparity(disparity: np.ndarray) -> np.ndarray:
@@ -67,23 +62,76 @@ def load_photo(name: str, short_side: int) -> tuple[np.ndarray, np.ndarray]:
     return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), cv2.resize(depth, size, interpolation=cv2.INTER_AREA)
 
 
+def read_depth(path: Path) -> np.ndarray:
+    """A depth map from an .npy array or a grayscale image (8 or 16 bit), normalised to [0, 1]."""
+    depth = np.load(path) if path.suffix == ".npy" else cv2.imread(str(path), cv2.IMREAD_ANYDEPTH)
+    if depth is None or depth.ndim != 2:
+        raise DatasetError(f"{path}: not a readable single-channel depth map")
+    depth = depth.astype(np.float32)
+    return (depth - depth.min()) / max(float(depth.max() - depth.min()), 1e-6)
+
+
+class CleanImageFolder:
+    """Clean images of a folder, and their depth maps when `depth_root` holds `<stem>.png` or `<stem>.npy`.
+    Every image is checked up front (readable RGB, at least `min_size` on each side, depth of the same size)."""
+
+    def __init__(self, root: Path | str, depth_root: Path | str | None = None, min_size: int = 1):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise DatasetError(f"{self.root}: clean image folder does not exist")
+        self.depth_root = Path(depth_root) if depth_root else None
+        self.names = sorted(p.name for p in self.root.iterdir() if is_image_file(p))
+        if not self.names:
+            raise DatasetError(f"{self.root}: no images")
+        problems = []
+        for name in self.names:
+            try:
+                clear, depth = self.load(name)
+            except (DatasetError, OSError, ValueError) as e:
+                problems.append(str(e))
+                continue
+            if min(clear.shape[:2]) < min_size:
+                problems.append(f"{self.root / name}: {clear.shape[1]}×{clear.shape[0]} is smaller than {min_size}")
+            if depth is not None and depth.shape != clear.shape[:2]:
+                problems.append(f"{self.root / name}: depth map is {depth.shape[1]}×{depth.shape[0]}, "
+                                f"the image {clear.shape[1]}×{clear.shape[0]}")
+        if problems:
+            raise DatasetError(f"{len(problems)} problem(s) in {self.root}:\n  " + "\n  ".join(problems))
+
+    def depth_path(self, name: str) -> Path | None:
+        if self.depth_root is None:
+            return None
+        for suffix in (".png", ".npy", ".tif", ".tiff"):
+            path = self.depth_root / (Path(name).stem + suffix)
+            if path.is_file():
+                return path
+        return None
+
+    def load(self, name: str) -> tuple[np.ndarray, np.ndarray | None]:
+        """(clear H×W×3 in [0, 1], depth H×W in [0, 1] or None)."""
+        depth_path = self.depth_path(name)
+        return read_image(self.root / name), None if depth_path is None else read_depth(depth_path)
+
+
 class SyntheticHazeDataset(Dataset):
     """Items are dicts {"hazy", "gt": 3×H×W tensors in [-1, 1], "name", "source": the photo}, like PairedImageDataset.
 
-    mode "train": `samples_per_epoch` random crops, indexed with `(index, sample_seed)`.
+    mode "train": `samples_per_epoch` random crops with random haze, indexed with `(index, sample_seed)`.
     mode "valid": `samples_per_epoch` crops of the train photos drawn from fixed seeds.
-    mode "test": the held-out photos, full size, at the three TEST_HAZE levels.
+    mode "test": the held-out scikit-image photos, full size, at the three TEST_HAZE levels.
+    `haze`: the degradation model (default: HazeModel()). `clean`: a CleanImageFolder to draw from instead
+    of the scikit-image photos (train and valid modes).
     """
 
     def __init__(self, mode: str, crop_size: int = 64, samples_per_epoch: int = 256, short_side: int = 192,
-                 beta_range: tuple[float, float] = (0.6, 2.2), airlight_range: tuple[float, float] = (0.7, 1.0),
-                 rotate90: bool = False):
+                 haze: HazeModel | None = None, rotate90: bool = False, clean: CleanImageFolder | None = None):
         if mode not in ("train", "valid", "test"):
             raise ValueError(f"unknown mode {mode!r}")
-        if crop_size > short_side:
+        if crop_size > short_side and clean is None:
             raise ValueError(f"crop_size {crop_size} exceeds short_side {short_side}")
-        self.mode, self.short_side = mode, short_side
-        self.beta_range, self.airlight_range = beta_range, airlight_range
+        self.mode, self.short_side, self.clean = mode, short_side, clean
+        self.haze = haze or HazeModel()
+        self.photos = clean.names if clean is not None else TRAIN_PHOTOS
         self.augment = PairedAugment(crop_size, rotate90=rotate90)
         self.test_items = [(photo, beta, airlight) for photo in TEST_PHOTOS for beta, airlight in TEST_HAZE]
         self.length = len(self.test_items) if mode == "test" else samples_per_epoch
@@ -91,18 +139,22 @@ class SyntheticHazeDataset(Dataset):
     def __len__(self) -> int:
         return self.length
 
+    def load(self, photo: str) -> tuple[np.ndarray, np.ndarray]:
+        if self.clean is None:
+            return load_photo(photo, self.short_side)
+        clear, depth = self.clean.load(photo)
+        return clear, vertical_depth_proxy(*clear.shape[:2]) if depth is None else depth
+
     def __getitem__(self, key: int | tuple[int, int]) -> dict:
         index, sample_seed = key if isinstance(key, tuple) else (key, None)
         if self.mode == "test":
             photo, beta, airlight = self.test_items[index]
             clear, depth = load_photo(photo, self.short_side)
-            name = f"{photo}_beta{beta:.1f}_A{airlight:.1f}.png"
-        else:
-            # validation samples are drawn like training ones, but from fixed seeds
-            rng = np.random.default_rng(sample_seed if self.mode == "train" else (VALID_SEED, index))
-            photo = TRAIN_PHOTOS[rng.integers(len(TRAIN_PHOTOS))]
-            clear, depth = self.augment(list(load_photo(photo, self.short_side)), rng)
-            beta, airlight = rng.uniform(*self.beta_range), rng.uniform(*self.airlight_range)
-            name = f"{photo}_{index}.png"
-        hazy = add_haze(clear, depth, beta, airlight)
-        return {"hazy": to_tensor(hazy), "gt": to_tensor(clear), "name": name, "source": photo}
+            return {"hazy": to_tensor(add_haze(clear, depth, beta, airlight)), "gt": to_tensor(clear),
+                    "name": f"{photo}_beta{beta:.1f}_A{airlight:.1f}.png", "source": photo}
+        # validation samples are drawn like training ones, but from fixed seeds
+        rng = np.random.default_rng(sample_seed if self.mode == "train" else (VALID_SEED, index))
+        photo = self.photos[rng.integers(len(self.photos))]
+        clear, depth = self.augment(list(self.load(photo)), rng)
+        hazy, _ = self.haze.synthesize(clear, depth, rng)
+        return {"hazy": to_tensor(hazy), "gt": to_tensor(clear), "name": f"{Path(photo).stem}_{index}.png", "source": photo}

@@ -119,8 +119,9 @@ def _pairs(folder, count=5):
         yield path.name, gt[..., :256, :256], hazy[..., :256, :256]
 
 
-def test_contrastive_loss_prefers_the_clear_image_on_real_pairs(reside_samples):
-    loss = ContrastiveRegularization("efficientnet-lite0")
+@pytest.mark.parametrize("distance", ["l1", "l2", "gaussian"])
+def test_contrastive_loss_prefers_the_clear_image_on_real_pairs(reside_samples, distance):
+    loss = ContrastiveRegularization("efficientnet-lite0", distance=distance)
     for name, gt, hazy in _pairs(reside_samples):
         # outputs on the way from the hazy image (α = 0) to the clear one (α = 1)
         values = [loss(a * gt + (1 - a) * hazy, gt, hazy).item() for a in (0.0, 0.25, 0.5, 0.75, 1.0)]

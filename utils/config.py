@@ -34,6 +34,12 @@ class DataConfig:
     validation: str = "holdout"
     holdout_fraction: float = 0.02
     samples_per_epoch: int = 256       # synthetic dataset only
+    # synthetic dataset: clean images of your own (default: scikit-image's photos), optional depth maps
+    # (<depth_root>/<stem>.png|.npy), and overrides of the haze model's switches and ranges
+    # (datasets/haze_model.py, e.g. {low_light: true, jpeg: false, beta: [1.0, 3.0]})
+    clean_root: str | None = None
+    depth_root: str | None = None
+    haze: dict[str, Any] = field(default_factory=dict)
     num_workers: int = 4
 
 
@@ -169,7 +175,8 @@ def load_config(path: Path | str | None, overrides: list[str] = ()) -> Config:
 
 def validate(config: Config) -> None:
     """Check value ranges and choices that types alone do not catch."""
-    from datasets.prior import PRIOR_MODES  # late imports: models and datasets import utils
+    from datasets.haze_model import HazeModel  # late imports: models and datasets import utils
+    from datasets.prior import PRIOR_MODES
     from models import list_models, model_class
     from utils.losses import LOSSES
 
@@ -195,10 +202,18 @@ def validate(config: Config) -> None:
     ]
     checks += [(term.name in LOSSES, f"loss {term.name!r} is unknown; available: {', '.join(sorted(LOSSES))}") for term in config.loss]
     if config.model.replace("_", "-") in list_models():
+        global_feature_losses = [t.name for t in config.loss if getattr(LOSSES.get(t.name), "needs_global_feature", False)]
+        checks.append((not global_feature_losses or getattr(model_class(config.model), "returns_global_feature", False),
+                       f"loss {', '.join(global_feature_losses)} needs the network's global feature, which "
+                       f"model {config.model!r} does not return (KA-Net models do)"))
         takes_prior = getattr(model_class(config.model), "takes_prior", False)
         checks.append((takes_prior == (config.prior.mode != "none"),
                        f"model {config.model!r} does not fit prior.mode {config.prior.mode!r}: "
                        "MixCL models need a prior, the others take none"))
+    try:
+        HazeModel(**data.haze)
+    except (TypeError, ValueError) as e:
+        checks.append((False, f"data.haze: {e}"))
     problems = [message for ok, message in checks if not ok]
     if problems:
         raise ConfigError("; ".join(problems))

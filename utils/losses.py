@@ -1,7 +1,9 @@
 """Training losses behind one interface: `loss(output, target, hazy) -> scalar`, all images in [-1, 1].
 
-The hazy input is part of the signature because contrastive losses (added by later work) pull the output
-towards the target and away from the hazy image. Add a loss by registering its class in LOSSES.
+The hazy input is part of the signature because contrastive losses pull the output towards the target and
+away from the hazy image. A loss whose class sets `needs_global_feature` also receives the network's global
+feature z (`global_feature=`, B×C; only models that return one, e.g. KA-Net, can train with it). Add a loss
+by registering its class in LOSSES.
 """
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from models.perceptual import build_feature_extractor
+
+from .reweighting import SampleReweighting
 
 
 class L1Loss(nn.Module):
@@ -22,22 +26,38 @@ class MSELoss(nn.Module):
         return F.mse_loss(output, target)
 
 
+def gaussian_distance(a: torch.Tensor, b: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
+    """Mean of 1 − exp(−(a − b)² / 2σ²): a correntropy-induced distance, L2-like for small differences and
+    saturating at 1 for large ones, so that outlying feature differences cannot dominate."""
+    return (1 - torch.exp(-(a - b).square() / (2 * sigma ** 2))).mean()
+
+
+DISTANCES = {"l1": lambda a, b, sigma: F.l1_loss(a, b), "l2": lambda a, b, sigma: F.mse_loss(a, b),
+             "gaussian": gaussian_distance}
+
+
 class ContrastiveRegularization(nn.Module):
-    """Σ_i w_i · L1(f_i(output), f_i(target)) / (L1(f_i(output), f_i(hazy)) + 1e-7) over frozen ImageNet features
-    (AECR-Net's regulariser as MixDehazeNet uses it): pull the output towards the clear image and push it
-    away from the hazy one. `backbone`: resnet152 (the paper), vgg19 or efficientnet-lite0 (models/perceptual.py).
-    Unlike the anchors, which feed [-1, 1] images to ResNet unnormalised, inputs get the normalisation the
-    weights were trained with."""
+    """Σ_i w_i · D(f_i(output), f_i(target)) / (D(f_i(output), f_i(hazy)) + 1e-7) over frozen ImageNet features:
+    pull the output towards the clear image and push it away from the hazy one.
+
+    AECR-Net's regulariser as MixDehazeNet uses it: `backbone` resnet152, distance l1. KA-Net's perceptual
+    contrastive loss: vgg19 (relu1_1…relu5_1, weights 1/32…1) with the gaussian distance (σ = `sigma`).
+    efficientnet-lite0 has real ImageNet weights offline (models/perceptual.py). Unlike the anchors, which
+    feed [-1, 1] images to ResNet unnormalised, inputs get the normalisation the weights were trained with."""
 
     DEFAULT_LAYER_WEIGHTS = {"resnet152": (1 / 16, 1 / 8, 1 / 4, 1.0), "efficientnet-lite0": (1 / 16, 1 / 8, 1 / 4, 1.0),
                              "vgg19": (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0)}
 
-    def __init__(self, backbone: str = "resnet152", layer_weights: list[float] | None = None, weights_file: str | None = None):
+    def __init__(self, backbone: str = "resnet152", layer_weights: list[float] | None = None,
+                 weights_file: str | None = None, distance: str = "l1", sigma: float = 1.0):
         super().__init__()
+        if distance not in DISTANCES:
+            raise ValueError(f"distance must be one of {', '.join(DISTANCES)}, got {distance!r}")
         self.features = build_feature_extractor(backbone, weights_file)
         self.layer_weights = tuple(layer_weights or self.DEFAULT_LAYER_WEIGHTS[backbone])
         if len(self.layer_weights) != len(self.features.stages):
             raise ValueError(f"{backbone} has {len(self.features.stages)} feature stages, got {len(self.layer_weights)} layer weights")
+        self.distance, self.sigma = DISTANCES[distance], sigma
 
     def forward(self, output: torch.Tensor, target: torch.Tensor, hazy: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():  # positives and negatives are constants
@@ -45,11 +65,29 @@ class ContrastiveRegularization(nn.Module):
         loss = output.new_zeros(())
         for weight, out, reference in zip(self.layer_weights, self.features(output), references):
             positive, negative = reference.chunk(2)
-            loss = loss + weight * F.l1_loss(out, positive) / (F.l1_loss(out, negative) + 1e-7)
+            loss = loss + weight * self.distance(out, positive, self.sigma) / (self.distance(out, negative, self.sigma) + 1e-7)
         return loss
 
 
-LOSSES: dict[str, type[nn.Module]] = {"l1": L1Loss, "mse": MSELoss, "contrastive": ContrastiveRegularization}
+class ReweightedL1Loss(nn.Module):
+    """Σ_n w_n · L1_n: per-image L1 weighted by sample weights that decorrelate the network's global
+    features within the batch and a memory bank (KA-Net's StableNet-style reweighting, utils/reweighting.py).
+    Arguments go to SampleReweighting. With uniform weights this equals the plain l1 loss."""
+
+    needs_global_feature = True
+
+    def __init__(self, **reweighting_args):
+        super().__init__()
+        self.reweighting = SampleReweighting(**reweighting_args)
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor, hazy: torch.Tensor,
+                global_feature: torch.Tensor) -> torch.Tensor:
+        per_image = (output - target).abs().flatten(1).mean(1)
+        return (self.reweighting(global_feature) * per_image).sum()
+
+
+LOSSES: dict[str, type[nn.Module]] = {"l1": L1Loss, "mse": MSELoss, "contrastive": ContrastiveRegularization,
+                                      "reweighted_l1": ReweightedL1Loss}
 
 
 class WeightedLoss(nn.Module):
@@ -59,9 +97,14 @@ class WeightedLoss(nn.Module):
         super().__init__()
         self.weights = {name: weight for name, weight, _ in terms}
         self.terms = nn.ModuleDict({name: LOSSES[name](**args) for name, _, args in terms})
+        self.needs_global_feature = any(getattr(term, "needs_global_feature", False) for term in self.terms.values())
 
-    def forward(self, output: torch.Tensor, target: torch.Tensor, hazy: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        parts = {name: self.weights[name] * term(output, target, hazy) for name, term in self.terms.items()}
+    def forward(self, output: torch.Tensor, target: torch.Tensor, hazy: torch.Tensor,
+                global_feature: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        parts = {}
+        for name, term in self.terms.items():
+            extra = {"global_feature": global_feature} if getattr(term, "needs_global_feature", False) else {}
+            parts[name] = self.weights[name] * term(output, target, hazy, **extra)
         return sum(parts.values()), parts
 
 

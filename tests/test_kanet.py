@@ -1,0 +1,169 @@
+"""KA-Net: the network, its perceptual contrastive loss and sample reweighting (SPEC section 5)."""
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+import torchvision
+
+from models import build_model, load_model
+from models.kanet import KANet
+from utils.checkpoint import save_checkpoint
+from utils.losses import ContrastiveRegularization, ReweightedL1Loss, build_loss, gaussian_distance
+from utils.reweighting import SampleReweighting, decorrelation_loss, random_fourier_features
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    return build_model("ka-net-tiny").eval()
+
+
+@pytest.mark.parametrize("size", [(61, 83), (64, 64), (33, 100), (130, 47)])
+def test_any_input_size_keeps_its_shape(tiny, size):
+    x = torch.rand(2, 3, *size) * 2 - 1
+    with torch.no_grad():
+        y, z = tiny(x, return_global=True)
+    assert y.shape == x.shape and z.shape == (2, 64)
+    assert y.abs().max() <= 1  # tanh output: the [-1, 1] image range
+
+
+def test_inference_is_deterministic_and_the_fourier_projection_is_saved(tiny, tmp_path):
+    x = torch.rand(1, 3, 64, 80) * 2 - 1
+    with torch.no_grad():
+        first, second = tiny(x), tiny(x)
+    assert torch.equal(first, second)
+    assert {"bottleneck.fourier.weight", "bottleneck.fourier.bias"} <= set(tiny.state_dict())
+    save_checkpoint(tmp_path / "k.pt", {"format": "mixcl-dehaze/1", "model_name": "ka-net-tiny", "model_args": {},
+                                        "model": tiny.state_dict()})
+    torch.manual_seed(123)  # a different draw of every random buffer, overwritten by the checkpoint
+    reloaded = load_model(tmp_path / "k.pt")
+    with torch.no_grad():
+        assert torch.equal(reloaded(x), first)
+
+
+def test_gradients_reach_every_parameter():
+    torch.manual_seed(0)
+    net = build_model("ka-net-tiny").train()
+    output, z = net(torch.rand(2, 3, 64, 64) * 2 - 1, return_global=True)
+    (output.square().mean() + z.square().mean()).backward()
+    without = [name for name, p in net.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
+    assert not without
+
+
+def test_full_model_size_and_structure():
+    net = build_model("ka-net")
+    counts = {name: sum(p.numel() for p in part.parameters()) for name, part in net.named_children()}
+    # TransWeather's parts, shape for shape as released (its two unused modules left out)
+    assert counts == {"encoder": 15_961_856, "bottleneck": 20_855_905, "decoder": 11_954_176, "tail": 9_839_379}
+    assert abs(sum(counts.values()) / 55.7e6 - 1) < 0.06  # SPEC: "about 55.7M" (58.61M; models/kanet.py says why)
+    attention = net.decoder.stage.blocks[0].attn
+    assert attention.task_queries.shape == (1, 48, 512) and attention.num_heads == 8
+    assert [stage.embed.proj.stride[0] for stage in net.encoder.stages] == [4, 2, 2, 2]
+    assert [len(stage.blocks) for stage in net.encoder.stages] == [2, 2, 2, 2]
+
+
+def test_gaussian_distance_matches_its_formula():
+    a = torch.tensor([0.0, 1.0, -2.0, 3.0])
+    b = torch.tensor([0.5, 1.0, 1.0, -1.0])
+    for sigma in (0.5, 1.0, 3.0):
+        expected = sum(1 - math.exp(-(x - y) ** 2 / (2 * sigma ** 2)) for x, y in zip(a.tolist(), b.tolist())) / 4
+        assert gaussian_distance(a, b, sigma).item() == pytest.approx(expected, rel=1e-6)
+    assert gaussian_distance(a, a).item() == 0
+    assert gaussian_distance(torch.zeros(1), torch.full((1,), 100.0)).item() == pytest.approx(1.0)  # saturates
+
+
+def test_perceptual_contrastive_loss_on_vgg19_slices(monkeypatch):
+    """KA-Net's configuration: VGG19 slices ending at relu1_1 … relu5_1, weights 1/32 … 1, Gaussian distance
+    (random VGG weights stand in for the ImageNet ones, which cannot be downloaded here)."""
+    monkeypatch.setattr("models.perceptual.torchvision_state_dict", lambda *args: torchvision.models.vgg19().state_dict())
+    torch.manual_seed(0)
+    loss = ContrastiveRegularization("vgg19", distance="gaussian", sigma=1.0)
+    assert all(isinstance(stage[-1], nn.ReLU) for stage in loss.features.stages)
+    assert loss.layer_weights == (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0)
+    gt, hazy = torch.rand(1, 3, 32, 32) * 2 - 1, torch.rand(1, 3, 32, 32) * 2 - 1
+    output = 0.5 * gt + 0.5 * hazy
+    with torch.no_grad():
+        features = [loss.features(t) for t in (output, gt, hazy)]
+    expected = sum(w * gaussian_distance(o, p) / (gaussian_distance(o, n) + 1e-7)
+                   for w, o, p, n in zip(loss.layer_weights, *features))
+    assert loss(output, gt, hazy).item() == pytest.approx(expected.item(), rel=1e-5)
+    with pytest.raises(ValueError, match="distance"):
+        ContrastiveRegularization("vgg19", distance="cosine")
+
+
+def planted_spurious_correlation(n=32, dims=8, minority=8):
+    """Features where dimension 1 copies dimension 0 in the majority of samples, not in the minority."""
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(n, dims, generator=g)
+    z[minority:, 1] = z[minority:, 0] + 0.1 * torch.randn(n - minority, generator=g)
+    return z
+
+
+def mean_decorrelation(z, weights, draws=50):
+    g = torch.Generator().manual_seed(1)  # fresh Fourier features, not the ones the weights were learned on
+    return sum(decorrelation_loss(random_fourier_features(z, 5, g), weights) for _ in range(draws)).item() / draws
+
+
+def weighted_correlation(x, y, w):
+    mx, my = w @ x, w @ y
+    return (w @ ((x - mx) * (y - my)) / torch.sqrt((w @ (x - mx) ** 2) * (w @ (y - my) ** 2))).item()
+
+
+def test_reweighting_lowers_a_planted_spurious_correlation():
+    z = planted_spurious_correlation()
+    torch.manual_seed(0)
+    weights = SampleReweighting().eval()(z)
+    uniform = torch.full((len(z),), 1 / len(z))
+    assert weights.sum().item() == pytest.approx(1.0) and weights.min() > 0
+    # measured: decorrelation 0.0079 → 0.0045, correlation of the planted pair 0.76 → 0.44
+    assert mean_decorrelation(z, weights) < 0.7 * mean_decorrelation(z, uniform)
+    assert weighted_correlation(z[:, 0], z[:, 1], weights) < weighted_correlation(z[:, 0], z[:, 1], uniform) - 0.2
+    assert weights.max() < 0.2  # spread out, not collapsed onto a few samples
+
+
+def test_reweighted_l1_uses_the_memory_bank_and_equals_l1_with_uniform_weights():
+    loss = ReweightedL1Loss(bank_size=4)
+    output, target = torch.rand(6, 3, 8, 8), torch.rand(6, 3, 8, 8)
+    z = planted_spurious_correlation(n=6, minority=2)
+    value = loss(output, target, output, global_feature=z)
+    assert loss.reweighting.bank_features.shape == (4, 8)  # started from the first batch
+    per_image = (output - target).abs().flatten(1).mean(1)
+    assert per_image.min() <= value <= per_image.max()
+    loss.reweighting.steps = 0  # no learning: uniform weights
+    assert loss(output, target, output, global_feature=z).item() == pytest.approx((output - target).abs().mean().item())
+
+
+def test_losses_pass_the_global_feature_only_where_needed():
+    from utils.config import LossTerm
+    criterion = build_loss([LossTerm("reweighted_l1", 1.0, {}), LossTerm("l1", 0.5, {})])
+    assert criterion.needs_global_feature
+    output, target = torch.rand(4, 3, 8, 8), torch.rand(4, 3, 8, 8)
+    total, parts = criterion(output, target, output, torch.randn(4, 16))
+    assert set(parts) == {"reweighted_l1", "l1"} and total.item() == pytest.approx(sum(p.item() for p in parts.values()))
+    assert not build_loss([LossTerm("l1", 1.0, {})]).needs_global_feature
+    assert KANet.returns_global_feature
+
+
+def kanet_config(out_dir, loss="reweighted_l1", model="ka-net-tiny"):
+    from utils.config import config_from_dict
+    return config_from_dict({
+        "model": model, "out_dir": str(out_dir),
+        "data": {"dataset": "synthetic", "crop_size": 64, "samples_per_epoch": 64, "num_workers": 0},
+        "train": {"epochs": 4, "batch_size": 8, "lr": 2e-3, "weight_decay": 0.0, "amp": "off"},
+        "loss": [{"name": loss}],
+    })
+
+
+def test_short_training_run_improves_validation(tmp_path):
+    import train
+    history = train.train(kanet_config(tmp_path))
+    psnr = [h["psnr"] for h in history]
+    assert psnr[-1] > psnr[0] + 1.0, psnr  # measured: 12.45 → 14.34 dB (hazy input 14.63 dB)
+    assert load_model(tmp_path / "last.pt").returns_global_feature
+
+
+def test_reweighting_needs_a_model_with_a_global_feature(tmp_path):
+    from utils.config import ConfigError, validate
+    with pytest.raises(ConfigError, match="reweighted_l1 needs the network's global feature"):
+        validate(kanet_config(tmp_path, model="mixdehazenet-t"))
