@@ -53,3 +53,42 @@ def test_dark_channel_matches_a_direct_computation(reside_samples):
     expected = minimum_filter(image.min(axis=2), size=15, mode="nearest")
     assert np.allclose(dark_channel(image), expected, atol=1e-7)
     assert dark_channel((image * 255).round().astype(np.uint8)).max() <= 1.0
+
+
+def test_real_haze_evaluation_script(real_hazy, tmp_path):
+    import csv
+    import shutil
+
+    import evaluate_real
+    from models import build_model
+    from utils.checkpoint import save_checkpoint
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("canyon.png", "test14.jpg", "test17.bmp"):
+        shutil.copy(real_hazy / name, photos / name)
+    for name, args in (("mixdehazenet-t", {}), ("mixcl-t", {"num_labels": 2})):
+        save_checkpoint(tmp_path / f"{name}.pt", {"format": "mixcl-dehaze/1", "model_name": name, "model_args": args,
+                                                  "model": build_model(name, **args).state_dict(),
+                                                  "config": {"prior": {"mode": "labels", "classes": ["indoor", "outdoor"]}}})
+    argv = ["--checkpoint", str(tmp_path / "mixdehazenet-t.pt"), "--images", str(photos), "--out", str(tmp_path / "out"),
+            "--max-side", "200"]
+    summary = evaluate_real.run(evaluate_real.parse_args(argv))
+    with open(tmp_path / "out" / "per_image.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["name"] for r in rows] == ["canyon.png", "test14.jpg", "test17.bmp"] and summary["images"] == 3
+    assert summary["input_niqe"] == pytest.approx(np.mean([float(r["input_niqe"]) for r in rows]))
+    canyon = (read_image(photos / "canyon.png") * 255).round().astype(np.uint8)
+    assert float(rows[0]["input_haze_density"]) == pytest.approx(haze_density(canyon), abs=0.05)  # full size vs 200 px
+    output = read_image(tmp_path / "out" / "outputs" / "canyon.png")
+    side_by_side = read_image(tmp_path / "out" / "comparisons" / "canyon.jpg")
+    assert max(output.shape[:2]) == 200 and side_by_side.shape[1] == 2 * output.shape[1] + 8
+
+    mixcl = ["--checkpoint", str(tmp_path / "mixcl-t.pt"), "--images", str(photos), "--out", str(tmp_path / "cl"), "--max-side", "200"]
+    with pytest.raises(Exception, match="--label"):
+        evaluate_real.run(evaluate_real.parse_args(mixcl))
+    assert evaluate_real.run(evaluate_real.parse_args(mixcl + ["--label", "outdoor"]))["images"] == 3
+
+    (photos / "tiny.png").write_bytes((photos / "canyon.png").read_bytes())
+    with pytest.raises(Exception, match="tiny.png.*too small"):
+        evaluate_real.run(evaluate_real.parse_args(argv[:-1] + ["60"]))
