@@ -79,9 +79,9 @@ def test_non_finite_losses_skip_steps_then_stop_the_run(tmp_path, monkeypatch):
         criterion = real_build_loss(terms)
         forward = criterion.forward
 
-        def every_other_nan(output, target, hazy):
+        def every_other_nan(output, target, hazy, global_feature=None):
             calls["n"] += 1
-            total, parts = forward(output, target, hazy)
+            total, parts = forward(output, target, hazy, global_feature)
             return (total * float("nan"), parts) if calls["n"] % 2 else (total, parts)
         criterion.forward = every_other_nan
         return criterion

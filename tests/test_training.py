@@ -159,3 +159,11 @@ def test_scripts_report_user_errors_without_a_traceback(tmp_path):
         assert result.returncode == 1 and result.stderr.startswith("error: ") and "Traceback" not in result.stderr
     assert "unknown config key(s) data.crop" in subprocess.run([sys.executable, "train.py", str(bad)],
                                                                capture_output=True, text=True).stderr
+
+
+def test_every_shipped_config_is_valid():
+    from pathlib import Path
+    configs = sorted(Path("configs").rglob("*.yaml"))
+    assert len(configs) >= 18
+    for path in configs:
+        load_config(path)  # raises ConfigError naming the key
