@@ -23,7 +23,7 @@ from utils.no_reference import niqe_pristine_model, to_gray_255  # noqa: E402
 
 
 def load_basicsr_niqe(folder: Path):
-    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "basicsr==1.4.2",
+    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "basicsr==1.4.2",
                     "-d", str(folder)], check=True)
     with tarfile.open(next(folder.glob("basicsr-1.4.2.tar.gz"))) as archive:
         archive.extractall(folder, filter="data")
