@@ -28,7 +28,7 @@ from models.clip_prior import ClipPrior
 from utils.cli import run_reporting_user_errors
 from utils.config import ConfigError
 from utils.evaluation import dehaze
-from utils.image import is_image_file, read_image, to_tensor, to_unit_range
+from utils.image import is_image_file, read_image, to_tensor, to_unit_range, write_image
 from utils.no_reference import NIQE_BLOCK, haze_density, niqe
 
 SCORES = {"niqe": niqe, "haze_density": haze_density}
@@ -79,11 +79,11 @@ def check_photos(paths: list[Path], max_side: int | None) -> None:
         raise DatasetError(f"{len(problems)} problem(s) in {paths[0].parent}:\n  " + "\n  ".join(problems))
 
 
-def load_photo(path: Path, max_side: int | None) -> np.ndarray:
+def read_photo(path: Path, max_side: int | None) -> np.ndarray:
     try:
         image = read_image(path)
-    except (OSError, ValueError) as e:
-        raise DatasetError(f"{path}: {e}") from None
+    except OSError as e:  # the message names the file
+        raise DatasetError(str(e)) from None
     if max_side and max(image.shape[:2]) > max_side:
         scale = max_side / max(image.shape[:2])
         size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> dict:
     out = args.out or Path("results") / "real" / args.checkpoint.stem
     rows = []
     for path in tqdm(paths, desc="dehaze", dynamic_ncols=True):
-        hazy = load_photo(path, args.max_side)
+        hazy = read_photo(path, args.max_side)
         hazy8 = np.round(hazy * 255).astype(np.uint8)
         inputs = (to_tensor(hazy)[None].to(device),)
         if prior_of is not None:
@@ -123,12 +123,8 @@ def run(args: argparse.Namespace) -> dict:
         output8 = np.round(to_unit_range(dehaze(model, inputs))[0].permute(1, 2, 0).cpu().numpy() * 255).astype(np.uint8)
         hazy_scores = {name: score(hazy8) for name, score in SCORES.items()}
         output_scores = {name: score(output8) for name, score in SCORES.items()}
-        (out / "outputs").mkdir(parents=True, exist_ok=True)
-        (out / "comparisons").mkdir(exist_ok=True)
-        cv2.imwrite(str(out / "outputs" / f"{path.stem}.png"), cv2.cvtColor(output8, cv2.COLOR_RGB2BGR))
-        cv2.imwrite(str(out / "comparisons" / f"{path.stem}.jpg"),
-                    cv2.cvtColor(comparison(hazy8, output8, hazy_scores, output_scores), cv2.COLOR_RGB2BGR),
-                    [cv2.IMWRITE_JPEG_QUALITY, 92])
+        write_image(out / "outputs" / f"{path.stem}.png", output8 / 255.0)
+        write_image(out / "comparisons" / f"{path.stem}.jpg", comparison(hazy8, output8, hazy_scores, output_scores) / 255.0)
         rows.append({"name": path.name, "width": hazy8.shape[1], "height": hazy8.shape[0],
                      **{f"input_{k}": v for k, v in hazy_scores.items()},
                      **{f"output_{k}": v for k, v in output_scores.items()}})

@@ -2,6 +2,7 @@
 import dataclasses
 import json
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -13,7 +14,7 @@ from datasets.synthetic import SyntheticHazeDataset, load_photo
 from utils.config import ConfigError, config_from_dict
 from utils.image import write_image
 
-sys.path.insert(0, "scripts")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import synthesize_haze  # noqa: E402
 
 FACTORS = ("nonuniform_density", "coloured_airlight", "varying_airlight", "low_light", "blur", "noise", "jpeg")

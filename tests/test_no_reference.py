@@ -2,6 +2,7 @@
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from scipy.ndimage import minimum_filter
@@ -89,6 +90,6 @@ def test_real_haze_evaluation_script(real_hazy, tmp_path):
         evaluate_real.run(evaluate_real.parse_args(mixcl))
     assert evaluate_real.run(evaluate_real.parse_args(mixcl + ["--label", "outdoor"]))["images"] == 3
 
-    (photos / "tiny.png").write_bytes((photos / "canyon.png").read_bytes())
-    with pytest.raises(Exception, match="tiny.png.*too small"):
-        evaluate_real.run(evaluate_real.parse_args(argv[:-1] + ["60"]))
+    (photos / "tiny.png").write_bytes(cv2.imencode(".png", np.zeros((80, 120, 3), np.uint8))[1].tobytes())
+    with pytest.raises(Exception, match=r"1 problem\(s\).*\n.*tiny.png: 120×80 is too small for NIQE"):
+        evaluate_real.run(evaluate_real.parse_args(argv))  # found before any photo is dehazed
