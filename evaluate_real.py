@@ -1,5 +1,6 @@
 """Dehaze a folder of real hazy photos (no ground truth, any sizes) and judge input and output by
-no-reference quality: NIQE (lower = more natural) and dark-channel haze density (lower = less haze).
+no-reference quality: NIQE and BRISQUE (lower = more natural) and dark-channel haze density (lower = less
+haze).
 
     python evaluate_real.py --checkpoint runs/demo/mixcl-t/best.pt --images ../shared/data/real_hazy --label outdoor
     python evaluate_real.py --checkpoint runs/reside6k/ka-net/best.pt --images data/RTTS --max-side 1024
@@ -29,9 +30,10 @@ from utils.cli import run_reporting_user_errors
 from utils.config import ConfigError
 from utils.evaluation import dehaze
 from utils.image import is_image_file, read_image, to_tensor, to_unit_range, write_image
-from utils.no_reference import NIQE_BLOCK, haze_density, niqe
+from utils.no_reference import NIQE_BLOCK, brisque, haze_density, niqe
 
-SCORES = {"niqe": niqe, "haze_density": haze_density}
+SCORES = {"niqe": niqe, "brisque": brisque, "haze_density": haze_density}
+LABELS = {"niqe": "NIQE", "brisque": "BRISQUE", "haze_density": "haze density"}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -95,7 +97,7 @@ def comparison(hazy: np.ndarray, output: np.ndarray, hazy_scores: dict, output_s
     """Input | output side by side (8-bit RGB), each with its scores in a strip underneath."""
     def captioned(image, title, scores):
         strip = np.full((28, image.shape[1], 3), 255, np.uint8)
-        text = f"{title}  NIQE {scores['niqe']:.2f}  haze {scores['haze_density']:.2f}"
+        text = "  ".join([title] + [f"{LABELS[name]} {value:.2f}" for name, value in scores.items()])
         cv2.putText(strip, text, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
         return np.concatenate([image, strip])
     gap = np.full((hazy.shape[0] + 28, 8, 3), 255, np.uint8)
@@ -139,12 +141,11 @@ def run(args: argparse.Namespace) -> dict:
         summary[f"output_{name}"] = float(np.mean([r[f"output_{name}"] for r in rows]))
         summary[f"{name}_lowered"] = sum(r[f"output_{name}"] < r[f"input_{name}"] for r in rows)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"{summary['model']} on {len(rows)} photos of {args.images}\n"
-          f"  NIQE          input {summary['input_niqe']:.3f}  output {summary['output_niqe']:.3f}"
-          f"  (lower on {summary['niqe_lowered']})\n"
-          f"  haze density  input {summary['input_haze_density']:.3f}  output {summary['output_haze_density']:.3f}"
-          f"  (lower on {summary['haze_density_lowered']})\n"
-          f"  written to {out}")
+    print(f"{summary['model']} on {len(rows)} photos of {args.images}")
+    for name in SCORES:
+        print(f"  {LABELS[name]:13s} input {summary[f'input_{name}']:.3f}  output {summary[f'output_{name}']:.3f}"
+              f"  (lower on {summary[f'{name}_lowered']})")
+    print(f"  written to {out}")
     return summary
 
 

