@@ -18,18 +18,15 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 from PIL import Image
 from tqdm import tqdm
 
-from datasets.prior import image_prior
 from datasets.paired import DatasetError
 from models import load_model
-from models.clip_prior import ClipPrior
 from utils.cli import run_reporting_user_errors
-from utils.config import ConfigError
-from utils.evaluation import dehaze
-from utils.image import is_image_file, read_image, to_tensor, to_unit_range, write_image
+from utils.image import is_image_file, read_image, to_uint8, write_image
+from utils.inference import Dehazer
+from utils.pictures import side_by_side
 from utils.no_reference import NIQE_BLOCK, brisque, haze_density, niqe
 
 SCORES = {"niqe": niqe, "brisque": brisque, "haze_density": haze_density}
@@ -45,20 +42,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--label", help="the class to condition on, for MixCL checkpoints trained with the labels prior")
     parser.add_argument("--max-side", type=int, help="shrink larger photos to this longest side first (speed)")
     return parser.parse_args(argv)
-
-
-def prior_function(model, label: str | None, device: torch.device):
-    """image (PIL) → the prior tensor the model takes, or None for models without one."""
-    if not getattr(model, "takes_prior", False):
-        return None
-    prior = getattr(model, "prior_config", None) or {"mode": "clip"}
-    if prior["mode"] == "labels":
-        classes = prior["classes"]
-        if label not in classes:
-            raise ConfigError(f"this checkpoint was trained with the `labels` prior: pass --label, one of {classes}")
-        return lambda image: torch.tensor([classes.index(label)], device=device)
-    clip = ClipPrior.load(prior["clip_model"], prior["clip_pretrained"], prior["classes"], prior["template"], device)
-    return lambda image: image_prior(clip, image, prior["mode"]).to(device)
 
 
 def check_photos(paths: list[Path], max_side: int | None) -> None:
@@ -93,40 +76,30 @@ def read_photo(path: Path, max_side: int | None) -> np.ndarray:
     return image
 
 
-def comparison(hazy: np.ndarray, output: np.ndarray, hazy_scores: dict, output_scores: dict) -> np.ndarray:
-    """Input | output side by side (8-bit RGB), each with its scores in a strip underneath."""
-    def captioned(image, title, scores):
-        strip = np.full((28, image.shape[1], 3), 255, np.uint8)
-        text = "  ".join([title] + [f"{LABELS[name]} {value:.2f}" for name, value in scores.items()])
-        cv2.putText(strip, text, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
-        return np.concatenate([image, strip])
-    gap = np.full((hazy.shape[0] + 28, 8, 3), 255, np.uint8)
-    return np.concatenate([captioned(hazy, "input", hazy_scores), gap, captioned(output, "output", output_scores)], axis=1)
+def caption(title: str, scores: dict) -> str:
+    return "  ".join([title] + [f"{LABELS[name]} {value:.2f}" for name, value in scores.items()])
 
 
 def run(args: argparse.Namespace) -> dict:
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if not args.images.is_dir():
         raise DatasetError(f"{args.images}: no such folder")
     paths = sorted(p for p in args.images.iterdir() if is_image_file(p))
     if not paths:
         raise DatasetError(f"{args.images}: no images")
     check_photos(paths, args.max_side)
-    model = load_model(args.checkpoint, args.model).to(device)
-    prior_of = prior_function(model, args.label, device)
+    model = load_model(args.checkpoint, args.model)
+    dehazer = Dehazer(model, label=args.label)
     out = args.out or Path("results") / "real" / args.checkpoint.stem
     rows = []
     for path in tqdm(paths, desc="dehaze", dynamic_ncols=True):
         hazy = read_photo(path, args.max_side)
-        hazy8 = np.round(hazy * 255).astype(np.uint8)
-        inputs = (to_tensor(hazy)[None].to(device),)
-        if prior_of is not None:
-            inputs += (prior_of(Image.fromarray(hazy8)),)
-        output8 = np.round(to_unit_range(dehaze(model, inputs))[0].permute(1, 2, 0).cpu().numpy() * 255).astype(np.uint8)
+        hazy8 = to_uint8(hazy)
+        output8 = dehazer(hazy8)
         hazy_scores = {name: score(hazy8) for name, score in SCORES.items()}
         output_scores = {name: score(output8) for name, score in SCORES.items()}
-        write_image(out / "outputs" / f"{path.stem}.png", output8 / 255.0)
-        write_image(out / "comparisons" / f"{path.stem}.jpg", comparison(hazy8, output8, hazy_scores, output_scores) / 255.0)
+        write_image(out / "outputs" / f"{path.stem}.png", output8)
+        write_image(out / "comparisons" / f"{path.stem}.jpg",
+                    side_by_side([hazy8, output8], [caption("input", hazy_scores), caption("output", output_scores)]))
         rows.append({"name": path.name, "width": hazy8.shape[1], "height": hazy8.shape[0],
                      **{f"input_{k}": v for k, v in hazy_scores.items()},
                      **{f"output_{k}": v for k, v in output_scores.items()}})

@@ -5,7 +5,8 @@ SSIM after round(min(H, W)/256) average pooling (utils/metrics.py).
     python test.py --checkpoint MixDehazeNet-s.pth --model mixdehazenet-s --data data/RESIDE-6K/test
     python test.py --checkpoint runs/demo/mixdehazenet-t/best.pt --data synthetic
 
-Writes to --out: per_image.csv, summary.json and the dehazed images (images/).
+Writes to --out: per_image.csv, summary.json, the dehazed images (images/) and, with --grids, captioned
+comparisons hazy | output | ground truth (grids/).
 """
 from __future__ import annotations
 
@@ -23,9 +24,9 @@ from models import load_model
 from utils.cli import run_reporting_user_errors
 from utils.config import PriorConfig
 from utils.evaluation import evaluate, summarize
-from utils.image import write_image
-
-AMP_DTYPES = {"off": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+from utils.image import to_uint8, write_image
+from utils.inference import AMP_DTYPES
+from utils.pictures import side_by_side
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -36,6 +37,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, help="output folder (default: results/<checkpoint name>)")
     parser.add_argument("--amp", choices=AMP_DTYPES, default="off", help="autocast on CUDA (the protocol uses fp32)")
     parser.add_argument("--no-images", action="store_true", help="do not write the dehazed images")
+    parser.add_argument("--grids", action="store_true", help="also write hazy | output | ground truth comparisons")
     return parser.parse_args(argv)
 
 
@@ -56,6 +58,11 @@ def run(args: argparse.Namespace) -> dict:
     for record in tqdm(evaluate(model, loader, device, amp_dtype), total=len(dataset), desc="test", dynamic_ncols=True):
         if not args.no_images:
             write_image(out / "images" / f"{Path(record['name']).stem}.png", record["output"])
+        if args.grids:
+            write_image(out / "grids" / f"{Path(record['name']).stem}.jpg", side_by_side(
+                [to_uint8(record[k]) for k in ("hazy", "output", "gt")],
+                [f"hazy  {record['hazy_psnr']:.2f} dB", f"output  {record['psnr']:.2f} dB  SSIM {record['ssim']:.3f}",
+                 "ground truth"]))
         records.append({k: record[k] for k in ("name", "psnr", "ssim", "hazy_psnr", "hazy_ssim")})
 
     with open(out / "per_image.csv", "w", newline="") as f:

@@ -29,6 +29,7 @@ from timm.layers import DropPath, trunc_normal_
 
 from utils.image import pad_to_multiple
 
+from .layers import GlobalAvgPool
 from .registry import register_model
 
 def _init_transformer_weights(module: nn.Module) -> None:
@@ -242,7 +243,7 @@ class SpatialChannelAttention(nn.Module):
 
     def __init__(self, dim: int, reduction: int = 16):
         super().__init__()
-        self.channel = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(dim, dim // reduction, 1), nn.ReLU(inplace=True),
+        self.channel = nn.Sequential(GlobalAvgPool(), nn.Conv2d(dim, dim // reduction, 1), nn.ReLU(inplace=True),
                                      nn.Conv2d(dim // reduction, dim, 1), nn.Sigmoid())
         self.spatial = nn.Sequential(nn.Conv2d(2, 1, 7, padding=3), nn.Sigmoid())
 
@@ -291,9 +292,10 @@ class BranchGate(nn.Module):
         super().__init__()
         self.mlp = nn.Sequential(nn.Linear(num_branches, num_branches), nn.ReLU(inplace=True),
                                  nn.Linear(num_branches, num_branches), nn.Sigmoid())
+        self.pool = GlobalAvgPool()
 
     def forward(self, branches: list[torch.Tensor]) -> torch.Tensor:
-        pooled = torch.stack([b.mean((1, 2, 3)) for b in branches], dim=1)  # B×branches
+        pooled = torch.stack([self.pool(b).mean((1, 2, 3)) for b in branches], dim=1)  # B×branches
         weights = self.mlp(pooled)
         return sum(weights[:, i, None, None, None] * b for i, b in enumerate(branches))
 

@@ -13,6 +13,7 @@ import torch.nn as nn
 
 from utils.image import pad_to_multiple
 
+from .layers import GlobalAvgPool
 from .registry import register_model
 
 WIDTHS = (24, 48, 96, 48, 24)
@@ -63,7 +64,7 @@ class MultiScaleLargeKernel(nn.Module):
 
 
 class ChannelAttention(nn.Module):
-    """Per-channel gate from globally pooled features: GAP → 1×1 → GELU → 1×1 → sigmoid."""
+    """Per-channel gate from globally pooled features (B×C×1×1): 1×1 → GELU → 1×1 → sigmoid."""
 
     def __init__(self, dim: int):
         super().__init__()
@@ -71,8 +72,8 @@ class ChannelAttention(nn.Module):
         self.act = nn.GELU()
         self.fc2 = nn.Conv2d(dim, dim, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.fc2(self.act(self.fc1(x.mean((2, 3), keepdim=True)))))
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.fc2(self.act(self.fc1(pooled))))
 
 
 class PixelAttention(nn.Module):
@@ -98,14 +99,16 @@ class EnhancedParallelAttention(nn.Module):
         self.value_proj = nn.Conv2d(dim, dim, 1)
         self.value_dwconv = nn.Conv2d(dim, dim, 3, padding=1, groups=dim, padding_mode="reflect")
         self.value_gate = nn.Conv2d(dim, dim, 1)
+        self.pool = GlobalAvgPool()  # one global statistic feeds both the value gate and the channel gate
         self.channel = ChannelAttention(dim)
         self.pixel = PixelAttention(dim)
         self.mlp = ConvMlp(3 * dim, 4 * dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.norm(x)
-        simple = self.value_dwconv(self.value_proj(y)) * torch.sigmoid(self.value_gate(y.mean((2, 3), keepdim=True)))
-        y = torch.cat([simple, self.channel(y) * y, self.pixel(y) * y], dim=1)
+        pooled = self.pool(y)
+        simple = self.value_dwconv(self.value_proj(y)) * torch.sigmoid(self.value_gate(pooled))
+        y = torch.cat([simple, self.channel(pooled) * y, self.pixel(y) * y], dim=1)
         return x + self.mlp(y)
 
 
@@ -148,9 +151,10 @@ class SKFusion(nn.Module):
         self.reduce = nn.Conv2d(dim, hidden, 1, bias=False)
         self.act = nn.ReLU()
         self.expand = nn.Conv2d(hidden, 2 * dim, 1, bias=False)
+        self.pool = GlobalAvgPool()
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        pooled = (a + b).mean((2, 3), keepdim=True)
+        pooled = self.pool(a + b)
         weights = self.expand(self.act(self.reduce(pooled)))
         weights = weights.unflatten(1, (2, a.shape[1])).softmax(dim=1)
         return a * weights[:, 0] + b * weights[:, 1]

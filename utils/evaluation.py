@@ -18,19 +18,14 @@ def model_inputs(batch: dict, device: torch.device) -> tuple[torch.Tensor, ...]:
 
 
 @torch.no_grad()
-def dehaze(model: nn.Module, inputs: tuple[torch.Tensor, ...], amp_dtype: torch.dtype | None = None) -> torch.Tensor:
-    """Model output in [-1, 1] as float32 (autocast when `amp_dtype` is given)."""
-    with torch.autocast(inputs[0].device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-        return model(*inputs).float()
-
-
 def evaluate(model: nn.Module, loader: DataLoader, device: torch.device,
              amp_dtype: torch.dtype | None = None) -> Iterator[dict]:
     """Yield one record per image: name, psnr, ssim, hazy_psnr, hazy_ssim and the [0, 1] images."""
     model.eval()
     for batch in loader:
         inputs = model_inputs(batch, device)
-        output = to_unit_range(dehaze(model, inputs, amp_dtype))
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            output = to_unit_range(model(*inputs).float())
         hazy, gt = to_unit_range(inputs[0]), to_unit_range(batch["gt"].to(device))
         scores = {"psnr": psnr(output, gt), "ssim": ssim(output, gt), "hazy_psnr": psnr(hazy, gt), "hazy_ssim": ssim(hazy, gt)}
         for i, name in enumerate(batch["name"]):

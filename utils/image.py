@@ -29,11 +29,16 @@ def read_image(path: Path | str) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0
 
 
-def write_image(path: Path | str, image: np.ndarray | torch.Tensor) -> None:
-    """Write an RGB image in [0, 1] (H×W×3 array or 3×H×W tensor) as 8-bit, rounding to nearest."""
+def to_uint8(image: np.ndarray | torch.Tensor) -> np.ndarray:
+    """An RGB image in [0, 1] (H×W×3 array or 3×H×W tensor) as H×W×3 uint8, clipped and rounded to nearest."""
     if isinstance(image, torch.Tensor):
         image = image.detach().float().cpu().clamp(0, 1).permute(1, 2, 0).numpy()
-    rgb8 = np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
+    return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def write_image(path: Path | str, image: np.ndarray | torch.Tensor) -> None:
+    """Write an RGB image (uint8, or [0, 1] as to_uint8 takes it) as an 8-bit file."""
+    rgb8 = image if isinstance(image, np.ndarray) and image.dtype == np.uint8 else to_uint8(image)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(path), cv2.cvtColor(rgb8, cv2.COLOR_RGB2BGR)):
         raise OSError(f"{path}: could not be written")
