@@ -31,9 +31,9 @@ from .image import to_tensor, to_unit_range
 from .tiling import tiled_forward
 
 AMP_DTYPES = {"off": None, "fp16": torch.float16, "bf16": torch.bfloat16}
-# Whole-image inference on the CPU above this size switches to tiles. MixCL-S needs about 1.1 GB per
-# megapixel whole (BENCHMARKS.md, "Inference"), so 4 MP stays under 5 GB.
-MAX_WHOLE_PIXELS_CPU = 4_000_000
+# Whole-image inference on the CPU above this size switches to tiles: MixCL-S took 2.6 GB (peak RSS) for
+# a 1-megapixel photo whole (BENCHMARKS.md, "Inference"), growing about 2 GB per megapixel.
+MAX_WHOLE_PIXELS_CPU = 2_000_000
 
 
 @functools.lru_cache(maxsize=2)

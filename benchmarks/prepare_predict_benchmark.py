@@ -1,0 +1,44 @@
+"""Inputs for timing predict.py on a large photo: a MixCL checkpoint (random weights, `labels` prior, so
+that no CLIP weights are needed) and a hazy photo enlarged to the asked size.
+
+    python benchmarks/prepare_predict_benchmark.py /tmp/predict_bench --model mixcl-s --size 4000x3000
+    /usr/bin/time -v python predict.py --checkpoint /tmp/predict_bench/mixcl-s.pt --label outdoor \\
+        /tmp/predict_bench/hazy_4000x3000.png --out /tmp/predict_bench/out
+
+Speed and memory do not depend on the weights' values, only on the architecture and the photo's size.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import cv2
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from models import build_model  # noqa: E402
+from utils.checkpoint import save_checkpoint  # noqa: E402
+from utils.image import read_image, write_image  # noqa: E402
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--model", default="mixcl-s")
+    parser.add_argument("--size", default="4000x3000", help="WIDTHxHEIGHT of the photo")
+    parser.add_argument("--photo", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data" / "real_hazy" / "canyon.png")
+    args = parser.parse_args(argv)
+    width, height = (int(v) for v in args.size.lower().split("x"))
+    prior = {"mode": "labels", "classes": ["indoor", "outdoor"]}
+    model_args = {"num_labels": 2} if args.model.startswith("mixcl") else {}
+    model = build_model(args.model, **model_args)
+    save_checkpoint(args.out / f"{args.model}.pt", {"model_name": args.model, "model_args": model_args,
+                                                    "model": model.state_dict(), "config": {"prior": prior}})
+    photo = cv2.resize(read_image(args.photo), (width, height), interpolation=cv2.INTER_CUBIC)
+    write_image(args.out / f"hazy_{width}x{height}.png", photo)
+    print(f"wrote {args.out / f'{args.model}.pt'} and {args.out / f'hazy_{width}x{height}.png'}")
+
+
+if __name__ == "__main__":
+    main()

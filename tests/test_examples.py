@@ -1,0 +1,95 @@
+"""The example notebook, the ONNX export and the training-curve plot, run end to end."""
+import importlib.util
+import json
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+from nbclient import NotebookClient
+from PIL import Image
+from torch.utils.tensorboard import SummaryWriter
+
+from models import build_model
+from utils.checkpoint import save_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def tiny_mixcl_checkpoint(path: Path) -> Path:
+    """MixCL-T with the `labels` prior (no CLIP weights needed), random weights."""
+    net = build_model("mixcl-t", num_labels=2)
+    save_checkpoint(path, {"model_name": "mixcl-t", "model_args": {"num_labels": 2}, "model": net.state_dict(),
+                           "config": {"prior": {"mode": "labels", "classes": ["indoor", "outdoor"]}}})
+    return path
+
+
+def test_example_notebook_executes(real_hazy, tmp_path, monkeypatch):
+    photo = tmp_path / "photo.png"
+    Image.open(real_hazy / "canyon.png").convert("RGB").resize((200, 150)).save(photo)
+    monkeypatch.setenv("MIXCL_CHECKPOINT", str(tiny_mixcl_checkpoint(tmp_path / "mixcl-t.pt")))
+    monkeypatch.setenv("MIXCL_PHOTO", str(photo))
+    notebook = nbformat.read(ROOT / "examples" / "dehaze_a_photo.ipynb", as_version=4)
+    NotebookClient(notebook, timeout=300, kernel_name="python3",
+                   resources={"metadata": {"path": str(ROOT / "examples")}}).execute()
+    outputs = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs]
+    text = "".join(output.get("text", "") for output in outputs)
+    assert "mixcl-t: " in text and "dehazed 200×150" in text
+    picture = outputs[-1]["data"]["image/png"]  # the comparison, displayed by the last cell
+    assert len(picture) > 1000
+
+
+def test_onnx_export_matches_pytorch(tmp_path):
+    export_onnx = load_script("export_onnx")
+    net = build_model("mixdehazenet-t")
+    save_checkpoint(tmp_path / "net.pt", {"model_name": "mixdehazenet-t", "model": net.state_dict()})
+    difference = export_onnx.export(export_onnx.parse_args(
+        ["--checkpoint", str(tmp_path / "net.pt"), "--out", str(tmp_path / "net.onnx"), "--size", "64x48"]))
+    assert difference <= 1e-4 and (tmp_path / "net.onnx").stat().st_size > 100_000
+    with pytest.raises(ValueError, match="needs multiples of 4"):
+        export_onnx.export(export_onnx.parse_args(
+            ["--checkpoint", str(tmp_path / "net.pt"), "--out", str(tmp_path / "x.onnx"), "--size", "63x48"]))
+
+
+def test_onnx_export_of_a_mixcl_network_takes_the_prior(tmp_path):
+    import onnxruntime
+    export_onnx = load_script("export_onnx")
+    checkpoint = tiny_mixcl_checkpoint(tmp_path / "mixcl-t.pt")
+    assert export_onnx.export(export_onnx.parse_args(
+        ["--checkpoint", str(checkpoint), "--out", str(tmp_path / "m.onnx"), "--size", "48x64"])) <= 1e-4
+    session = onnxruntime.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["hazy", "prior"]
+
+
+def test_training_curves_plot_what_the_run_logged(tmp_path):
+    plot_training = load_script("plot_training")
+    history = [{"epoch": e, "psnr": 15.0 + e, "ssim": 0.5 + e / 100, "hazy_psnr": 14.0, "hazy_ssim": 0.4,
+                "best": e != 2} for e in (1, 2, 3)]
+    (tmp_path / "history.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
+    with SummaryWriter(tmp_path / "tensorboard") as writer:
+        for step in range(40):
+            writer.add_scalar("train/loss", 1.0 / (step + 1), step)
+    figure = plot_training.plot_training(tmp_path)
+    loss_axes, psnr_axes, _ = figure.axes
+    steps, losses = loss_axes.lines[0].get_data()
+    assert np.array_equal(steps, np.arange(40)) and np.allclose(losses, 1.0 / np.arange(1, 41))
+    epochs, psnrs = psnr_axes.lines[0].get_data()
+    assert list(epochs) == [1, 2, 3] and list(psnrs) == [16.0, 17.0, 18.0]
+    assert psnr_axes.lines[1].get_ydata()[0] == 14.0        # the hazy input's line
+    assert list(psnr_axes.lines[2].get_data()) == [3, 18.0]  # best.pt: the last best epoch
+    out = plot_training.main([str(tmp_path)])
+    assert out == tmp_path / "curves.png" and Image.open(out).size == (1800, 480)
+    with pytest.raises(SystemExit, match="history.jsonl does not exist"):
+        plot_training.main([str(tmp_path / "nothing")])
+
+
+def test_moving_average():
+    plot_training = load_script("plot_training")
+    assert np.allclose(plot_training.moving_average(np.array([1.0, 3.0, 5.0, 7.0]), 2), [1.0, 2.0, 4.0, 6.0])
