@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> list[Path]:
     model = load_model(args.checkpoint, args.model)
     dehazer = Dehazer(model, device=args.device, amp=args.amp, label=args.label,
                       tile=None if args.tile == "off" else args.tile, overlap=args.overlap,
-                      max_whole_pixels=args.max_whole_pixels)
+                      max_whole_pixels=args.max_whole_pixels, progress=True)
     out = args.out or Path("results") / "predict" / args.checkpoint.stem
     written, tiled = [], 0
     for path in tqdm(paths, desc="dehaze", unit="photo", dynamic_ncols=True):

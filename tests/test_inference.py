@@ -121,7 +121,7 @@ def test_dehazer_tiles_above_the_pixel_limit_and_asks_for_a_missing_label(real_h
     whole = Dehazer(net, label="outdoor")
     tiled = Dehazer(net, label="outdoor", tile="auto", max_whole_pixels=64 * 64)
     assert np.abs(whole(photo).astype(int) - tiled(photo)).max() <= 2 and tiled.last_tiled and not whole.last_tiled
-    with pytest.raises(Exception, match="labels` prior: give the label, one of"):
+    with pytest.raises(Exception, match=r"labels` prior: give the class with --label \(label= in Python\), one of"):
         Dehazer(net)
 
 

@@ -49,7 +49,8 @@ def prior_function(model: nn.Module, label: str | None, device: torch.device) ->
     prior = PriorConfig(**(getattr(model, "prior_config", None) or {"mode": "clip"}))
     if prior.mode == "labels":
         if label not in prior.classes:
-            raise ConfigError(f"this checkpoint was trained with the `labels` prior: give the label, one of {prior.classes}")
+            raise ConfigError(f"this checkpoint was trained with the `labels` prior: give the class with --label "
+                              f"(label= in Python), one of {prior.classes}")
         return lambda image: torch.tensor([prior.classes.index(label)], device=device)
     clip = _clip(prior.clip_model, prior.clip_pretrained, tuple(prior.classes), prior.template, str(device))
     return lambda image: image_prior(clip, image, prior.mode).to(device)
@@ -69,11 +70,12 @@ def as_rgb_array(image: np.ndarray | Image.Image) -> np.ndarray:
 
 class Dehazer:
     """A network ready for photos. `tile`: "auto", None (never) or a tile size in pixels; `amp`: off, fp16
-    or bf16 autocast; `label`: the class for MixCL networks trained with the `labels` prior."""
+    or bf16 autocast; `label`: the class for MixCL networks trained with the `labels` prior; `progress`: a
+    progress bar over the tiles."""
 
     def __init__(self, model: nn.Module, device: torch.device | str | None = None, amp: str = "off",
                  label: str | None = None, tile: int | str | None = "auto", overlap: int = 64,
-                 max_whole_pixels: int = MAX_WHOLE_PIXELS_CPU):
+                 max_whole_pixels: int = MAX_WHOLE_PIXELS_CPU, progress: bool = False):
         if amp not in AMP_DTYPES:
             raise ValueError(f"amp must be one of {list(AMP_DTYPES)}, got {amp!r}")
         if not (tile is None or tile == "auto" or isinstance(tile, int)):
@@ -81,7 +83,7 @@ class Dehazer:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.eval().to(self.device)
         self.amp_dtype = AMP_DTYPES[amp]
-        self.tile, self.overlap, self.max_whole_pixels = tile, overlap, max_whole_pixels
+        self.tile, self.overlap, self.max_whole_pixels, self.progress = tile, overlap, max_whole_pixels, progress
         self.prior_of = prior_function(model, label, self.device)
         self.last_tiled = False  # whether the last photo went through tiles (predict.py reports it)
 
@@ -108,7 +110,8 @@ class Dehazer:
                 torch.cuda.empty_cache()  # then fall through to tiles
         self.last_tiled = True
         tile = 512 if self.tile == "auto" else self.tile
-        return tiled_forward(self.model, *inputs, tile=tile, overlap=self.overlap, amp_dtype=self.amp_dtype)
+        return tiled_forward(self.model, *inputs, tile=tile, overlap=self.overlap, amp_dtype=self.amp_dtype,
+                             progress=self.progress)
 
 
 def dehaze(model: nn.Module, image: np.ndarray | Image.Image, **options) -> np.ndarray | Image.Image:

@@ -79,6 +79,7 @@ class SharedStatistics:
         self.means: dict[tuple[int, int], torch.Tensor] = {}
         self.collect = self.replay = False
         self.tile: _Tile | None = None
+        self._tile_height = 0  # of the network's input, to find each pool's scale
         self._calls: dict[int, int] = {}
 
     def start_tile(self, tile: _Tile) -> None:
