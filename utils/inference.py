@@ -27,7 +27,7 @@ from datasets.prior import image_prior
 from models.clip_prior import ClipPrior
 
 from .config import ConfigError, PriorConfig
-from .image import to_tensor, to_unit_range
+from .image import to_tensor, to_uint8, to_unit_range
 from .tiling import tiled_forward
 
 AMP_DTYPES = {"off": None, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -90,7 +90,7 @@ class Dehazer:
     def __call__(self, image: np.ndarray | Image.Image) -> np.ndarray | Image.Image:
         rgb = as_rgb_array(image)
         output = self.dehaze_tensor(to_tensor(rgb / np.float32(255))[None].to(self.device), rgb)
-        output8 = (to_unit_range(output)[0].permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+        output8 = to_uint8(to_unit_range(output)[0])
         return Image.fromarray(output8) if isinstance(image, Image.Image) else output8
 
     @torch.no_grad()
