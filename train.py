@@ -33,6 +33,7 @@ from models.weights import MissingWeightsError
 from utils.checkpoint import load_checkpoint, save_checkpoint
 from utils.cli import run_reporting_user_errors
 from utils.config import Config, ConfigError, load_config
+from utils.cpu_memory import keep_freed_memory
 from utils.evaluation import evaluate, model_inputs, summarize
 from utils.losses import build_loss
 
@@ -102,6 +103,8 @@ def train(config: Config, resume: bool = False) -> list[dict]:
     random.seed(config.train.seed)
     torch.backends.cudnn.benchmark = True
     memory_format = torch.channels_last if config.train.channels_last else torch.contiguous_format
+    if device.type == "cpu" and config.train.keep_freed_cpu_memory:
+        keep_freed_memory()
 
     if not resume and (out_dir / "last.pt").exists():
         raise FileExistsError(f"{out_dir / 'last.pt'} exists: pass --resume to continue it, or choose another out_dir")

@@ -6,8 +6,12 @@ channels-last memory format, torch.compile, and their combinations.
 
 A step is what train.py does: forward (autocast when mixed), L1 loss, backward, fused AdamW step. Each
 setting runs in a fresh process (peak memory is its own); compilation happens in the warm-up steps, which
-are not timed. Speed-ups are ratios to eager fp32 measured in the same run. Mixed precision is bf16
-autocast on the CPU (fp16 has no fast CPU path) and fp16 with a GradScaler on CUDA unless --amp says so.
+are not timed. Speed-ups are ratios to the first setting measured in the same run, `stock`: eager fp32 as
+plain PyTorch runs it. Every other setting starts from train.py's defaults, which on the CPU add two things
+(`stock+…` rows take one each): DilatedDepthwiseConv2d's backward made of forward convolutions
+(models/layers.py) and glibc keeping freed memory for reuse (utils/cpu_memory.py). On CUDA neither
+applies, and `stock` equals `eager`. Mixed precision is bf16 autocast on the CPU (fp16 has no fast CPU
+path) and fp16 with a GradScaler on CUDA unless --amp says so.
 """
 from __future__ import annotations
 
@@ -22,25 +26,37 @@ import torch  # noqa: E402
 
 from benchmarks.benchmark_models import _peak_memory_gb, machine, measure_in_fresh_process, median_seconds  # noqa: E402
 from models import build_model  # noqa: E402
+from models.layers import DilatedDepthwiseConv2d  # noqa: E402
+from utils.cpu_memory import keep_freed_memory  # noqa: E402
 
-SETTINGS = {  # name: (mixed precision, channels_last, compile)
-    "eager": (False, False, False),
-    "amp": (True, False, False),
-    "channels_last": (False, True, False),
-    "compile": (False, False, True),
-    "compile+channels_last": (False, True, True),
-    "amp+channels_last": (True, True, False),
-    "amp+compile+channels_last": (True, True, True),
+# name: what differs from train.py's defaults (see above)
+SETTINGS = {
+    "stock": dict(fast_depthwise_backward=False, keep_freed_memory=False),
+    "stock+fast_depthwise_backward": dict(keep_freed_memory=False),
+    "stock+keep_freed_memory": dict(fast_depthwise_backward=False),
+    "eager": dict(),
+    "amp": dict(amp=True),
+    "channels_last": dict(channels_last=True),
+    "compile": dict(compile=True),
+    "compile+channels_last": dict(compile=True, channels_last=True),
+    "amp+channels_last": dict(amp=True, channels_last=True),
+    "amp+compile+channels_last": dict(amp=True, compile=True, channels_last=True),
 }
 
 
 def measure(setting: str, model_name: str, size: int, batch: int, warmup: int, repeats: int, amp: str) -> dict:
-    mixed, channels_last, compiled = SETTINGS[setting]
+    options = SETTINGS[setting]
+    mixed, channels_last, compiled = (options.get(k, False) for k in ("amp", "channels_last", "compile"))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cpu" and options.get("keep_freed_memory", True):
+        keep_freed_memory()
     torch.backends.cudnn.benchmark = True
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}[amp] if mixed else None
     model = build_model(model_name).to(device, memory_format=memory_format).train()
+    for module in model.modules():
+        if isinstance(module, DilatedDepthwiseConv2d):
+            module.fast_cpu_backward = options.get("fast_depthwise_backward", True)
     x = (torch.rand(batch, 3, size, size, device=device) * 2 - 1).contiguous(memory_format=memory_format)
     target = x.flip(-1)
     inputs = (x, torch.randn(batch, 512, device=device)) if getattr(model, "takes_prior", False) else (x,)
@@ -78,17 +94,17 @@ def main() -> None:
     parser.add_argument("--amp", choices=["fp16", "bf16"], default=None, help="default: fp16 on CUDA, bf16 on CPU")
     args = parser.parse_args()
     amp = args.amp or ("fp16" if torch.cuda.is_available() else "bf16")
-    settings = ["eager"] + [s for s in args.settings if s != "eager"]
+    settings = ["stock"] + [s for s in args.settings if s != "stock"]
 
     print(f"Machine: {machine()}; {args.model}, {args.size}×{args.size}, batch {args.batch}, mixed precision = {amp}; "
           f"median of {args.repeats} steps after {args.warmup} warm-up steps\n")
-    print("| setting | images/s | s per step | speed-up vs eager fp32 | warm-up s | peak GB |")
+    print("| setting | images/s | s per step | speed-up vs stock | warm-up s | peak GB |")
     print("|---|---|---|---|---|---|")
-    eager = None
+    baseline = None
     for setting in settings:
         r = measure_in_fresh_process(measure, setting, args.model, args.size, args.batch, args.warmup, args.repeats, amp)
-        eager = eager or r["images_per_second"]
-        print(f"| {setting} | {r['images_per_second']:.3f} | {r['seconds']:.2f} | {r['images_per_second'] / eager:.2f}× "
+        baseline = baseline or r["images_per_second"]
+        print(f"| {setting} | {r['images_per_second']:.3f} | {r['seconds']:.2f} | {r['images_per_second'] / baseline:.2f}× "
               f"| {r['warmup_seconds']:.0f} | {r['peak_gb']:.2f} |", flush=True)
 
 

@@ -13,7 +13,7 @@ import torch.nn as nn
 
 from utils.image import pad_to_multiple
 
-from .layers import GlobalAvgPool
+from .layers import DilatedDepthwiseConv2d, GlobalAvgPool
 from .registry import register_model
 
 WIDTHS = (24, 48, 96, 48, 24)
@@ -23,12 +23,6 @@ DEPTHS = {
     "b": (4, 4, 8, 4, 4),
     "l": (8, 8, 16, 8, 8),
 }
-
-
-def _dilated_depthwise(dim: int, kernel_size: int, dilation: int = 3) -> nn.Conv2d:
-    # "same" padding for a dilated kernel: dilation * (k - 1) / 2
-    return nn.Conv2d(dim, dim, kernel_size, padding=dilation * (kernel_size - 1) // 2, dilation=dilation,
-                     groups=dim, padding_mode="reflect")
 
 
 class ConvMlp(nn.Module):
@@ -52,9 +46,9 @@ class MultiScaleLargeKernel(nn.Module):
         self.norm = nn.BatchNorm2d(dim)
         self.pointwise = nn.Conv2d(dim, dim, 1)
         self.conv5x5 = nn.Conv2d(dim, dim, 5, padding=2, padding_mode="reflect")
-        self.dilated7x7 = _dilated_depthwise(dim, 7)
-        self.dilated5x5 = _dilated_depthwise(dim, 5)
-        self.dilated3x3 = _dilated_depthwise(dim, 3)
+        self.dilated7x7 = DilatedDepthwiseConv2d(dim, 7, dilation=3, padding_mode="reflect")
+        self.dilated5x5 = DilatedDepthwiseConv2d(dim, 5, dilation=3, padding_mode="reflect")
+        self.dilated3x3 = DilatedDepthwiseConv2d(dim, 3, dilation=3, padding_mode="reflect")
         self.mlp = ConvMlp(3 * dim, 4 * dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

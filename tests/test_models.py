@@ -1,7 +1,9 @@
 import pytest
 import torch
+import torch.nn as nn
 
 from models import build_model, list_models, load_model
+from models.layers import DilatedDepthwiseConv2d
 from models.mixdehazenet import convert_official_state_dict
 from utils.checkpoint import save_checkpoint
 
@@ -77,3 +79,58 @@ def test_unknown_model_and_missing_checkpoint_are_clear(tmp_path):
         build_model("mixdehazenet-x")
     with pytest.raises(FileNotFoundError, match="nothing.pt does not exist"):
         build_model("mixdehazenet-t", checkpoint=tmp_path / "nothing.pt")
+
+
+@pytest.mark.parametrize("kernel_size, dilation, padding_mode, channels_last",
+                         [(7, 3, "reflect", False), (5, 3, "zeros", True), (3, 2, "reflect", True), (3, 1, "zeros", False)])
+def test_dilated_depthwise_gradients_by_convolution_match_pytorch(kernel_size, dilation, padding_mode, channels_last):
+    torch.manual_seed(0)
+    fast = DilatedDepthwiseConv2d(6, kernel_size, dilation, padding_mode)
+    stock = nn.Conv2d(6, 6, kernel_size, padding=fast.padding, dilation=dilation, groups=6, padding_mode=padding_mode)
+    stock.load_state_dict(fast.state_dict())
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(3, 6, 29, 40).contiguous(memory_format=memory_format)
+    grad_output = torch.randn(3, 6, 29, 40)
+    results = []
+    for conv in (fast, stock):
+        x_ = x.clone().requires_grad_()
+        y = conv(x_)
+        grads = torch.autograd.grad(y, (x_, conv.weight, conv.bias), grad_output)
+        results.append((y, y.grad_fn.name(), *grads))
+    (y_fast, fast_fn, *fast_grads), (y_stock, stock_fn, *stock_grads) = results
+    assert "ConvolutionGradients" in fast_fn and "ConvolutionGradients" not in stock_fn
+    assert torch.allclose(y_fast, y_stock, atol=1e-6)
+    for a, b in zip(fast_grads, stock_grads):
+        assert (a - b).abs().max() <= 1e-5 * b.abs().max()
+
+
+def test_dilated_depthwise_bf16_autocast_gradients_on_cpu():
+    torch.manual_seed(0)
+    conv = DilatedDepthwiseConv2d(4, 5, 3)
+    x = torch.randn(2, 4, 24, 24, requires_grad=True)
+    grads = {}
+    for fast in (True, False):
+        conv.fast_cpu_backward = fast
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = conv(x)
+        grads[fast] = torch.autograd.grad(y.float().square().sum(), (x, conv.weight))
+    for a, b in zip(grads[True], grads[False]):
+        assert a.dtype == b.dtype == torch.float32
+        assert (a - b).abs().max() <= 0.02 * b.abs().max()  # bf16 rounding of the two summation orders
+
+
+def test_mixdehazenet_trains_the_same_with_either_depthwise_backward():
+    torch.manual_seed(0)
+    model = build_model("mixdehazenet-t").train()
+    x = torch.rand(2, 3, 48, 56) * 2 - 1
+    grads = {}
+    for fast in (True, False):
+        for module in model.modules():
+            if isinstance(module, DilatedDepthwiseConv2d):
+                module.fast_cpu_backward = fast
+        model.zero_grad()
+        (model(x) - x.flip(-1)).abs().mean().backward()
+        grads[fast] = {name: p.grad.clone() for name, p in model.named_parameters()}
+    assert sum("dilated" in name for name in grads[True]) == 3 * 2 * 6  # 3 convs × (weight, bias) × 6 blocks
+    for name, g in grads[False].items():
+        assert (grads[True][name] - g).abs().max() <= 1e-4 * g.abs().max() + 1e-9, name

@@ -59,6 +59,7 @@ class TrainConfig:
     sync_batchnorm: bool = False       # synchronise BatchNorm statistics across GPUs (CUDA, several processes)
     channels_last: bool = False        # NHWC memory format for the convolutions
     compile: bool = False              # torch.compile the model
+    keep_freed_cpu_memory: bool = True  # CPU runs: glibc reuses freed memory, no page faults (utils/cpu_memory.py)
     ema_decay: float = 0.0             # > 0: keep an exponential moving average of the weights (evaluated, saved)
     max_skipped_steps: int = 20        # steps skipped for a non-finite loss before the run stops
 
