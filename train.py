@@ -278,4 +278,3 @@ def main(argv=None) -> None:
 
 if __name__ == "__main__":
     run_reporting_user_errors(main)
-
