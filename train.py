@@ -155,6 +155,7 @@ def train(config: Config, resume: bool = False) -> list[dict]:
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
         scaler.load_state_dict(checkpoint["scaler"])
+        criterion.load_running_state(checkpoint["loss_state"])
         set_rng_state(checkpoint["rng"])
         start_epoch, best_psnr, history = checkpoint["epoch"], checkpoint["best_psnr"], checkpoint["history"]
         skipped = checkpoint["skipped_steps"]
@@ -256,7 +257,8 @@ def train(config: Config, resume: bool = False) -> list[dict]:
         checkpoint = {"model_name": config.model, "model_args": model_args, "model": model.state_dict(),
                       "config": config.to_dict(), "epoch": finished, "metrics": metrics, "best_psnr": best_psnr,
                       "history": history, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                      "scaler": scaler.state_dict(), "rng": rng_state(), "skipped_steps": skipped}
+                      "scaler": scaler.state_dict(), "loss_state": criterion.running_state(), "rng": rng_state(),
+                      "skipped_steps": skipped}
         if ema is not None:
             checkpoint |= {"ema": ema.module.state_dict(), "ema_updates": int(ema.n_averaged)}
         if is_best:

@@ -37,15 +37,16 @@ def load_model(checkpoint: Path | str, name: str | None = None) -> nn.Module:
 def load_weights(model: nn.Module, name: str, contents: dict[str, Any], source: Path | str = "checkpoint") -> None:
     """Load a loaded checkpoint's weights into `model` (built as `name`): the EMA weights when it has them.
 
-    Official checkpoints are dicts with `state_dict` whose keys carry `module.`; a model class that knows
-    a foreign layout converts it in its `convert_checkpoint` static method.
+    Official checkpoints are dicts holding the state dict under `state_dict` (MixDehazeNet) or `model`
+    (KA-Net), with the `module.` prefix of nn.DataParallel; a model that knows a foreign layout converts it
+    in its `convert_checkpoint` method.
     """
     if is_project_checkpoint(contents):
         if canonical_name(contents["model_name"]) != canonical_name(name):
             raise ValueError(f"{source} holds a {contents['model_name']!r} model, not {name!r}")
         state_dict = contents.get("ema", contents["model"])  # the moving average, when training kept one
     else:
-        state_dict = contents.get("state_dict", contents)
+        state_dict = next((contents[k] for k in ("state_dict", "model") if isinstance(contents.get(k), dict)), contents)
         convert = getattr(model, "convert_checkpoint", None)
         if convert is not None:
             state_dict = convert(state_dict)

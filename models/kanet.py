@@ -1,26 +1,29 @@
 """KA-Net (Feng et al., "Advancing Real-World Image Dehazing: Perspective, Modules, and Training", TPAMI 2024).
 
-The released network, as SPEC section 5 describes it:
+The released network (github.com/fyxnl/KA_Net, `testcode/LD_model1.py`, `Dehaze(3, 3)`), part for part:
 
-    image ─ HierarchicalEncoder (TransWeather: 4 transformer stages + intra-patch branches)
-          ─ LocalizationRemoval on the H/32 map (random-Fourier, dilated and attention branches, gated)
-          ─ TaskQueryDecoder (TransWeather: learnable weather/haze queries attend to the H/64 tokens)
-          ─ ConvTail (transposed convs ×2 per step, residual blocks, encoder skips) ─ 3×3 conv ─ tanh
+    image ─ HierarchicalEncoder (TransWeather) ─┬─ z = GAP(deepest map)              (for sample reweighting)
+                                                 ├─ deepest map ─ LocalizationRemoval ─ TaskQueryDecoder ─┐
+                                                 └─ maps H/4 … H/32 (before the bottleneck) ─────── ConvTail
+                                                                     ConvTail ─ reflect-padded 3×3 conv ─ tanh
 
-Input and output are in [-1, 1]; any size works (reflect-pad to a multiple of 16, crop back). Two
-departures from the released code: the random Fourier projection is drawn once and kept as buffers (the
-release redraws it at every forward pass, so its outputs are random even at test time), and two modules the
-release builds but never calls are left out (`mini_patch_embed4`, a 3×3 conv 64→512 with its LayerNorm, and
-`convproj.conv_output`, a 3×3 conv 8→3: 296,667 parameters).
+55,360,759 parameters: encoder 15,961,856, bottleneck 23,320,804, decoder 11,954,176, tail 4,123,704, head 219.
+Official checkpoints (`{'model': state_dict}` of `nn.DataParallel(Dehaze(3, 3))`) load directly: see
+`convert_official_state_dict`. Input and output are in [-1, 1]. What differs from the release, on purpose:
 
-Parameters: 58.61M against the reference's "about 55.7M". The TransWeather parts (encoder 15.96M, decoder
-11.95M, tail 9.84M) follow the released code shape for shape; the difference, about 3M, lies in the
-bottleneck (20.86M here), whose branch internals (attention unit, fuse widths) SPEC section 5 describes
-only in prose.
+- The random Fourier projection (W, b) is drawn once, from `fourier_seed` exactly as the release draws it
+  (`torch.randn(512, 64)`, then `uniform_(0, 2π)` on 512 values), and kept as buffers saved with the weights.
+  The release redraws it at every forward pass, test time included, so its outputs are random; official
+  checkpoints do not hold it. `set_fourier_projection(W, b)` installs any draw.
+- Any input size: reflect-padded to a multiple of 16 (at least 48, the smallest size the released network
+  runs at) and cropped back. The authors' test script crops inputs to multiples of 16 instead.
+- Two modules the release builds but never calls are left out (`Tencoder.mini_patch_embed4` and
+  `convtail.conv_output`, 296,667 parameters); their keys in an official checkpoint are ignored by name.
 """
 from __future__ import annotations
 
 import math
+import re
 
 import torch
 import torch.nn as nn
@@ -230,102 +233,147 @@ class TaskQueryDecoder(nn.Module):
         return self.stage(x)
 
 
-# --- localization and removal (KA-Net's bottleneck) ------------------------------------------------------
+# --- localization and removal (KA-Net's bottleneck, the release's `DehazeBlock`) ---------------------------
 
 def conv_bn_relu(in_dim: int, out_dim: int, kernel_size: int = 3, dilation: int = 1) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(in_dim, out_dim, kernel_size, padding=dilation * (kernel_size // 2), dilation=dilation),
                          nn.BatchNorm2d(out_dim), nn.ReLU(inplace=True))
 
 
-class SpatialChannelAttention(nn.Module):
-    """Channel gate (GAP → 1×1 → ReLU → 1×1 → sigmoid) followed by a spatial gate (7×7 conv over the
-    channel-mean and channel-max maps → sigmoid): where and what to keep."""
+class ChannelAttention(nn.Module):
+    """`SELayer`: x · sigmoid(global · local), the global descriptor an MLP of the pooled channels and the
+    local one two 3×3 convolutions through dim/`reduction` channels (no biases in either)."""
 
     def __init__(self, dim: int, reduction: int = 16):
         super().__init__()
-        self.channel = nn.Sequential(GlobalAvgPool(), nn.Conv2d(dim, dim // reduction, 1), nn.ReLU(inplace=True),
-                                     nn.Conv2d(dim // reduction, dim, 1), nn.Sigmoid())
-        self.spatial = nn.Sequential(nn.Conv2d(2, 1, 7, padding=3), nn.Sigmoid())
+        hidden = dim // reduction
+        self.pool = GlobalAvgPool()
+        self.fc = nn.Sequential(nn.Linear(dim, hidden, bias=False), nn.ReLU(inplace=True),
+                                nn.Linear(hidden, dim, bias=False))
+        self.local = nn.Sequential(nn.Conv2d(dim, hidden, 3, padding=1, bias=False), nn.ReLU(inplace=True),
+                                   nn.Conv2d(hidden, dim, 3, padding=1, bias=False))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x * self.channel(x)
-        return x * self.spatial(torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], dim=1))
+        descriptor = self.fc(self.pool(x).flatten(1))[:, :, None, None]
+        return x * torch.sigmoid(descriptor * self.local(x))
+
+
+class SpatialAttention(nn.Module):
+    """`SAM_cat`: x · sigmoid(1×1 → ReLU → 1×1 over [channel mean, 1×1 projection to one map])."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.project = nn.Conv2d(dim, 1, 1)
+        self.gate = nn.Sequential(nn.Conv2d(2, 1, 1), nn.ReLU(inplace=True), nn.Conv2d(1, 1, 1), nn.Sigmoid())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(torch.cat([x.mean(1, keepdim=True), self.project(x)], dim=1))
+
+
+class ParallelAttention(nn.Module):
+    """`SSB`: channel and spatial attention side by side, concatenated, fused by 1×1 conv-BN-ReLU."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.channel = ChannelAttention(dim)
+        self.spatial = SpatialAttention(dim)
+        self.fuse = conv_bn_relu(2 * dim, dim, kernel_size=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fuse(torch.cat([self.channel(x), self.spatial(x)], dim=1))
 
 
 class DilatedAttentionBranch(nn.Module):
-    """Two dilated 3×3 conv-BN-ReLU, both outputs concatenated and fused by a 1×1 conv, spatial+channel
-    attention, plus the input."""
+    """`DFconvResBlock`: two dilated 3×3 conv-BN-ReLU in a row, both outputs concatenated and fused by 1×1
+    conv-BN-ReLU, parallel attention, plus the input."""
 
     def __init__(self, dim: int, dilation: int):
         super().__init__()
         self.conv1 = conv_bn_relu(dim, dim, dilation=dilation)
         self.conv2 = conv_bn_relu(dim, dim, dilation=dilation)
-        self.fuse = nn.Conv2d(2 * dim, dim, 1)
-        self.attention = SpatialChannelAttention(dim)
+        self.fuse = conv_bn_relu(2 * dim, dim, kernel_size=1)
+        self.attention = ParallelAttention(dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y1 = self.conv1(x)
-        y2 = self.conv2(y1)
-        return x + self.attention(self.fuse(torch.cat([y1, y2], dim=1)))
+        y = self.conv1(x)
+        return x + self.attention(self.fuse(torch.cat([y, self.conv2(y)], dim=1)))
+
+
+def draw_fourier_projection(dim: int, in_dim: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """W ~ N(0, 1) (dim×in_dim), then b ~ U(0, 2π) (dim), in the release's order: with `torch.manual_seed(seed)`
+    before its forward pass, the release draws exactly these."""
+    generator = torch.Generator().manual_seed(seed)
+    weight = torch.randn(dim, in_dim, generator=generator)
+    return weight, torch.empty(dim).uniform_(0, 2 * math.pi, generator=generator)
 
 
 class RandomFourierFeatures(nn.Module):
-    """sqrt(2/D)·cos(W f + b) per pixel, with f a 1×1 conv-BN-ReLU projection (dim → `in_dim`) and a fixed
-    random W ~ N(0, 1) (D×in_dim), b ~ U(0, 2π): a random-feature view of the haze features that the
-    localization branch works on. W and b are buffers: drawn once, saved in checkpoints."""
+    """sqrt(2/dim)·cos(W f + b) at every pixel, f a 1×1 conv-BN-ReLU projection to dim/8 channels (`faix`):
+    a random-feature view of the haze features that the localization branch works on."""
 
-    def __init__(self, dim: int, in_dim: int):
+    def __init__(self, dim: int, seed: int):
         super().__init__()
-        self.project = conv_bn_relu(dim, in_dim, kernel_size=1)
-        self.register_buffer("weight", torch.randn(dim, in_dim, 1, 1))
-        self.register_buffer("bias", torch.rand(dim) * 2 * math.pi)
+        self.project = conv_bn_relu(dim, dim // 8, kernel_size=1)
+        weight, bias = draw_fourier_projection(dim, dim // 8, seed)
+        self.register_buffer("weight", weight)
+        self.register_buffer("bias", bias)
         self.scale = math.sqrt(2.0 / dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.scale * torch.cos(F.conv2d(self.project(x), self.weight, self.bias))
+        return self.scale * torch.cos(F.conv2d(self.project(x), self.weight[:, :, None, None], self.bias))
 
 
 class BranchGate(nn.Module):
-    """One weight per branch and image: each branch's mean activation → Linear → ReLU → Linear → sigmoid."""
+    """`AGB_mean`: one weight per branch and image (each branch's mean activation → Linear → ReLU → Linear →
+    sigmoid, no biases), the weighted sum of the branches, then 1×1 conv-BN-ReLU."""
 
-    def __init__(self, num_branches: int):
+    def __init__(self, dim: int, num_branches: int):
         super().__init__()
-        self.mlp = nn.Sequential(nn.Linear(num_branches, num_branches), nn.ReLU(inplace=True),
-                                 nn.Linear(num_branches, num_branches), nn.Sigmoid())
         self.pool = GlobalAvgPool()
+        self.mlp = nn.Sequential(nn.Linear(num_branches, num_branches, bias=False), nn.ReLU(inplace=True),
+                                 nn.Linear(num_branches, num_branches, bias=False), nn.Sigmoid())
+        self.out = conv_bn_relu(dim, dim, kernel_size=1)
 
     def forward(self, branches: list[torch.Tensor]) -> torch.Tensor:
-        pooled = torch.stack([self.pool(b).mean((1, 2, 3)) for b in branches], dim=1)  # B×branches
+        pooled = torch.cat([self.pool(b.mean(1, keepdim=True)) for b in branches], dim=1).flatten(1)  # B×branches
         weights = self.mlp(pooled)
-        return sum(weights[:, i, None, None, None] * b for i, b in enumerate(branches))
+        return self.out(sum(weights[:, i, None, None, None] * b for i, b in enumerate(branches)))
+
+
+class MultiReceptiveField(nn.Module):
+    """`MRFEB1`: random-Fourier features through a dilation-1 branch, the raw features through dilation-3 and
+    dilation-5 branches, gated and summed, plus the input."""
+
+    def __init__(self, dim: int, fourier_seed: int, dilations: tuple[int, ...] = (1, 3, 5)):
+        super().__init__()
+        self.fourier = RandomFourierFeatures(dim, fourier_seed)
+        self.branches = nn.ModuleList(DilatedAttentionBranch(dim, d) for d in dilations)
+        self.gate = BranchGate(dim, len(dilations))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        inputs = [self.fourier(x)] + [x] * (len(self.branches) - 1)
+        return x + self.gate([branch(inp) for branch, inp in zip(self.branches, inputs)])
 
 
 class LocalizationRemoval(nn.Module):
-    """KA-Net's bottleneck on the deepest map: a conv residual, a conv, then three gated branches
-    (random-Fourier features at dilation 1, raw features at dilations 3 and 5), 1×1 conv-BN-ReLU, plus
-    the branch block's input."""
+    """KA-Net's bottleneck on the deepest map x: r = conv(ReLU(conv(x)) + x), the multi-receptive-field
+    block on r, plus x."""
 
-    def __init__(self, dim: int, fourier_dim: int = 64, dilations: tuple[int, ...] = (1, 3, 5)):
+    def __init__(self, dim: int, fourier_seed: int):
         super().__init__()
-        self.residual_conv = nn.Conv2d(dim, dim, 3, padding=1)
-        self.conv = nn.Conv2d(dim, dim, 3, padding=1)
-        self.fourier = RandomFourierFeatures(dim, fourier_dim)
-        self.branches = nn.ModuleList(DilatedAttentionBranch(dim, d) for d in dilations)
-        self.gate = BranchGate(len(dilations))
-        self.out = conv_bn_relu(dim, dim, kernel_size=1)
+        self.conv1 = nn.Conv2d(dim, dim, 3, padding=1)
+        self.conv2 = nn.Conv2d(dim, dim, 3, padding=1)
+        self.receptive_fields = MultiReceptiveField(dim, fourier_seed)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + F.relu(self.residual_conv(x))
-        x = self.conv(x)
-        inputs = [self.fourier(x)] + [x] * (len(self.branches) - 1)
-        fused = self.gate([branch(inp) for branch, inp in zip(self.branches, inputs)])
-        return x + self.out(fused)
+        r = self.conv2(F.relu(self.conv1(x)) + x)
+        return self.receptive_fields(r) + x
 
 
-# --- convolutional tail ---------------------------------------------------------------------------------
+# --- convolutional tail (TransWeather's `convprojection`) ------------------------------------------------
 
 class ResidualBlock(nn.Module):
-    """x + 0.1·conv(ReLU(conv(x))) (the residual is scaled down, as released)."""
+    """x + conv(ReLU(conv(x))) (the release has the 0.1 scaling of the residual commented out)."""
 
     def __init__(self, dim: int):
         super().__init__()
@@ -333,11 +381,11 @@ class ResidualBlock(nn.Module):
         self.conv2 = nn.Conv2d(dim, dim, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + 0.1 * self.conv2(F.relu(self.conv1(x)))
+        return x + self.conv2(F.relu(self.conv1(x)))
 
 
 def upsample2x(in_dim: int, out_dim: int) -> nn.ConvTranspose2d:
-    return nn.ConvTranspose2d(in_dim, out_dim, 4, stride=2, padding=1)
+    return nn.ConvTranspose2d(in_dim, out_dim, 2, stride=2)
 
 
 def crop_to(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
@@ -346,7 +394,8 @@ def crop_to(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
 
 
 class ConvTail(nn.Module):
-    """From the decoder's H/64 map back to full resolution, adding the encoder maps on the way."""
+    """From the decoder's H/64 map back to full resolution (`out_dims[1]` channels), adding the encoder maps
+    on the way."""
 
     def __init__(self, dims: tuple[int, ...], out_dims: tuple[int, int] = (16, 8)):
         super().__init__()
@@ -361,7 +410,6 @@ class ConvTail(nn.Module):
         self.up2 = upsample2x(d1, out_dims[0])
         self.refine2 = ResidualBlock(out_dims[0])
         self.up1 = upsample2x(out_dims[0], out_dims[1])
-        self.head = nn.Conv2d(out_dims[1], 3, 3, padding=1)
 
     def forward(self, x: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
         s4, s8, s16, s32 = skips
@@ -370,40 +418,113 @@ class ConvTail(nn.Module):
         x = self.up8(self.refine16(x) + s16)
         x = self.up4(self.refine8(x) + s8)
         x = self.up2(self.refine4(x) + s4)
-        x = self.up1(self.refine2(x))
-        return torch.tanh(self.head(x))
+        return self.up1(self.refine2(x))
 
 
 class KANet(nn.Module):
     """`net(x)`: x B×3×H×W in [-1, 1], any size → dehazed image in [-1, 1].
-    `net(x, return_global=True)` → (image, z), z the B×C global average of the bottleneck map, which the
-    sample-reweighting loss decorrelates (utils/reweighting.py)."""
+    `net(x, return_global=True)` → (image, z), z the B×C global average of the encoder's deepest map (before
+    the bottleneck), which the sample-reweighting loss decorrelates (utils/reweighting.py)."""
 
     returns_global_feature = True  # forward(x, return_global=True), for the sample-reweighting loss
-    size_multiple = 16  # the authors' test script crops to multiples of 16
-    min_size = 64       # the deepest maps must stay at least 2×2 for the spatial-reduction attention
+    size_multiple = 16  # four stride-2 stages after the stride-4 embedding keep the tail's skips aligned
+    min_size = 48       # the last intra-patch branch halves the H/32 map and reduces it 2× again
 
     def __init__(self, dims: tuple[int, ...] = (64, 128, 320, 512), depths: tuple[int, ...] = (2, 2, 2, 2),
                  num_heads: tuple[int, ...] = (1, 2, 4, 4), sr_ratios: tuple[int, ...] = (4, 2, 2, 1),
                  intra_heads: tuple[int, ...] = (1, 2, 2), mlp_ratio: float = 2.0, drop_path_rate: float = 0.1,
                  decoder_depth: int = 3, decoder_heads: int = 8, decoder_mlp_ratio: float = 4.0,
-                 num_queries: int = 48, fourier_dim: int = 64, tail_dims: tuple[int, int] = (16, 8)):
+                 num_queries: int = 48, tail_dims: tuple[int, int] = (16, 8), fourier_seed: int = 0):
         super().__init__()
         self.encoder = HierarchicalEncoder(dims, depths, num_heads, sr_ratios, intra_heads, mlp_ratio, drop_path_rate)
-        self.bottleneck = LocalizationRemoval(dims[-1], fourier_dim)
+        self.bottleneck = LocalizationRemoval(dims[-1], fourier_seed)
         # TransWeather's decoder takes its drop-path rates from a 16-block schedule (its `depths=[3, 4, 6, 3]`)
         decoder_drop_rates = torch.linspace(0, drop_path_rate, 16).tolist()
         self.decoder = TaskQueryDecoder(dims[-1], decoder_depth, decoder_heads, num_queries, decoder_mlp_ratio,
                                         decoder_drop_rates)
         self.tail = ConvTail(dims, tail_dims)
+        self.head = nn.Conv2d(tail_dims[1], 3, 3, padding=1, padding_mode="reflect")
+        self.pool = GlobalAvgPool()
 
     def forward(self, x: torch.Tensor, return_global: bool = False):
         h, w = x.shape[-2:]
         x = pad_to_multiple(x, self.size_multiple, self.min_size)
-        *skips, deepest = self.encoder(x)
-        deepest = self.bottleneck(deepest)
-        out = self.tail(self.decoder(deepest), [*skips, deepest])[..., :h, :w]
-        return (out, deepest.mean((2, 3))) if return_global else out
+        features = self.encoder(x)
+        decoded = self.decoder(self.bottleneck(features[-1]))
+        out = torch.tanh(self.head(self.tail(decoded, features)))[..., :h, :w]
+        return (out, self.pool(features[-1]).flatten(1)) if return_global else out
+
+    def set_fourier_projection(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        """Install a random Fourier projection: `weight` C×C/8 (512×64 for ka-net) and `bias` C, e.g. the draw
+        the release made (`torch.manual_seed(s); W = torch.randn(512, 64); b = torch.FloatTensor(512).uniform_(0, 2π)`)."""
+        fourier = self.bottleneck.receptive_fields.fourier
+        if weight.shape != fourier.weight.shape or bias.shape != fourier.bias.shape:
+            raise ValueError(f"the Fourier projection of this network is W {tuple(fourier.weight.shape)} and "
+                             f"b {tuple(fourier.bias.shape)}, got {tuple(weight.shape)} and {tuple(bias.shape)}")
+        fourier.weight.copy_(weight)
+        fourier.bias.copy_(bias)
+
+    def convert_checkpoint(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Accept official KA-Net state dicts as well as this project's. An official one holds no Fourier
+        projection: this network keeps its own (see `set_fourier_projection`)."""
+        if not is_official_state_dict(state_dict):
+            return state_dict
+        fourier = "bottleneck.receptive_fields.fourier."
+        own = {fourier + name: buffer for name, buffer in self.bottleneck.receptive_fields.fourier.named_buffers(recurse=False)}
+        return convert_official_state_dict(state_dict) | own
+
+
+# Official parameter names → this file's names, applied in order to each key (without `module.`).
+_OFFICIAL_UNUSED = ("Tencoder.mini_patch_embed4.", "convtail.conv_output.")  # built, never called
+_OFFICIAL_RENAMES = [
+    (r"^Tencoder\.patch_embed(\d)\.", lambda m: f"encoder.stages.{int(m[1]) - 1}.embed."),
+    (r"^Tencoder\.block(\d)\.", lambda m: f"encoder.stages.{int(m[1]) - 1}.blocks."),
+    (r"^Tencoder\.norm(\d)\.", lambda m: f"encoder.stages.{int(m[1]) - 1}.norm."),
+    (r"^Tencoder\.mini_patch_embed(\d)\.", lambda m: f"encoder.intra_patch.{int(m[1]) - 1}.embed."),
+    (r"^Tencoder\.patch_block(\d)\.", lambda m: f"encoder.intra_patch.{int(m[1]) - 1}.blocks."),
+    (r"^Tencoder\.pnorm(\d)\.", lambda m: f"encoder.intra_patch.{int(m[1]) - 1}.norm."),
+    (r"^Tdecoder\.patch_embed1\.", "decoder.stage.embed."),
+    (r"^Tdecoder\.block1\.", "decoder.stage.blocks."),
+    (r"^Tdecoder\.norm1\.", "decoder.stage.norm."),
+    (r"\.attn\.sr\.", ".attn.reduction."),
+    (r"\.attn\.norm\.", ".attn.reduction_norm."),
+    (r"\.attn\.task_query$", ".attn.task_queries"),
+    (r"\.mlp\.dwconv\.dwconv\.", ".mlp.dwconv."),
+    (r"^block\.MRFEB1\.", "bottleneck.receptive_fields."),
+    (r"^block\.", "bottleneck."),
+    (r"\.faix\.", ".fourier.project."),
+    (r"\.MRFRB_(\d)\.", lambda m: f".branches.{int(m[1]) - 1}."),
+    (r"\.DFconv(\d)\.", r".conv\1."),
+    (r"\.conv_cat\.", ".fuse."),
+    (r"\.AM\.CAU\.fc1\.", ".attention.channel.local."),
+    (r"\.AM\.CAU\.", ".attention.channel."),
+    (r"\.AM\.SAU\.conv_1\.", ".attention.spatial.project."),
+    (r"\.AM\.SAU\.conv_sigm\.", ".attention.spatial.gate."),
+    (r"\.AM\.conv_out\.", ".attention.fuse."),
+    (r"\.AGB\.fc\.", ".gate.mlp."),
+    (r"\.AGB\.conv_out\.", ".gate.out."),
+    (r"^convtail\.convd(\d+)x\.conv2d\.", r"tail.up\1."),
+    (r"^convtail\.dense_(\d)\.0\.(conv\d)\.conv2d\.", lambda m: f"tail.refine{2 ** int(m[1])}.{m[2]}."),
+    (r"^clean\.conv2d\.", "head."),
+]
+
+
+def is_official_state_dict(state_dict: dict[str, torch.Tensor]) -> bool:
+    return any(k.removeprefix("module.").startswith("Tencoder.") for k in state_dict)
+
+
+def convert_official_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename the keys of an official KA-Net state dict (with or without `module.`) to this project's, leaving
+    out the two modules the release never calls."""
+    converted = {}
+    for key, value in state_dict.items():
+        key = key.removeprefix("module.")
+        if key.startswith(_OFFICIAL_UNUSED):
+            continue
+        for pattern, replacement in _OFFICIAL_RENAMES:
+            key = re.sub(pattern, replacement, key)
+        converted[key] = value
+    return converted
 
 
 @register_model
@@ -413,6 +534,5 @@ def ka_net(**kwargs) -> KANet:
 
 @register_model
 def ka_net_tiny(**kwargs) -> KANet:
-    """Width- and depth-scaled KA-Net for CPU tests and demos (same structure, 0.9M parameters)."""
-    return KANet(**{"dims": (16, 32, 48, 64), "depths": (1, 1, 1, 1), "decoder_depth": 1,
-                    "fourier_dim": 16, "tail_dims": (8, 8)} | kwargs)
+    """Width- and depth-scaled KA-Net for CPU tests and demos (same structure)."""
+    return KANet(**{"dims": (16, 32, 48, 64), "depths": (1, 1, 1, 1), "decoder_depth": 1, "tail_dims": (8, 8)} | kwargs)

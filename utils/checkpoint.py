@@ -6,7 +6,8 @@ A checkpoint of this project is a dict:
     model        the network's state_dict
     config       the full training config (plain data)
     epoch        number of finished epochs
-    optimizer, scheduler, scaler, rng   training state for `--resume`
+    optimizer, scheduler, scaler, rng, loss_state   training state for `--resume` (loss_state: what loss
+                 terms carry between steps, e.g. the KA-Net reweighting memory bank)
     metrics      validation metrics of this snapshot
 Everything is tensors and plain Python data, so it loads with `torch.load(weights_only=True)`.
 """

@@ -80,6 +80,12 @@ class ReweightedL1Loss(nn.Module):
         super().__init__()
         self.reweighting = SampleReweighting(**reweighting_args)
 
+    def running_state(self) -> dict[str, torch.Tensor]:
+        return self.reweighting.running_state()
+
+    def load_running_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.reweighting.load_running_state(state)
+
     def forward(self, output: torch.Tensor, target: torch.Tensor, hazy: torch.Tensor,
                 global_feature: torch.Tensor) -> torch.Tensor:
         per_image = (output - target).abs().flatten(1).mean(1)
@@ -98,6 +104,15 @@ class WeightedLoss(nn.Module):
         self.weights = {name: weight for name, weight, _ in terms}
         self.terms = nn.ModuleDict({name: LOSSES[name](**args) for name, _, args in terms})
         self.needs_global_feature = any(getattr(term, "needs_global_feature", False) for term in self.terms.values())
+
+    def running_state(self) -> dict[str, dict]:
+        """What terms carry from one step to the next (the reweighting memory bank), for checkpoints. Frozen
+        feature extractors are not part of it: they are rebuilt from their weights files."""
+        return {name: term.running_state() for name, term in self.terms.items() if hasattr(term, "running_state")}
+
+    def load_running_state(self, state: dict[str, dict]) -> None:
+        for name, term_state in state.items():
+            self.terms[name].load_running_state(term_state)
 
     def forward(self, output: torch.Tensor, target: torch.Tensor, hazy: torch.Tensor,
                 global_feature: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

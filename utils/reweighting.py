@@ -77,6 +77,14 @@ class SampleReweighting(nn.Module):
             optimizer.step()
         return logits.detach()
 
+    def running_state(self) -> dict[str, torch.Tensor]:
+        """The memory bank, for checkpoints: a resumed run must see the bank the interrupted one had."""
+        return {"bank_features": self.bank_features.cpu(), "bank_logits": self.bank_logits.cpu()}
+
+    def load_running_state(self, state: dict[str, torch.Tensor]) -> None:
+        device = self.bank_features.device
+        self.bank_features, self.bank_logits = state["bank_features"].to(device), state["bank_logits"].to(device)
+
     def update_bank(self, z: torch.Tensor, logits: torch.Tensor) -> None:
         if self.bank_features.numel() == 0:  # the first batch starts the bank
             self.bank_features, self.bank_logits = z[: self.bank_size].clone(), logits[: self.bank_size].clone()
