@@ -109,7 +109,9 @@ def train(config: Config, resume: bool = False) -> list[dict]:
     if not resume and (out_dir / "last.pt").exists():
         raise FileExistsError(f"{out_dir / 'last.pt'} exists: pass --resume to continue it, or choose another out_dir")
 
-    # Data first: every file is checked (and the language prior computed) before the first step.
+    # The loss first (it loads ImageNet weights: a missing file stops the run here), then the data: every
+    # file is checked (and the language prior computed) before the first step.
+    criterion = build_loss(config.loss).to(device)
     # Rank 0 goes first, so that only it writes the prior caches the other processes then read.
     if not is_main:
         dist.barrier()
@@ -133,7 +135,6 @@ def train(config: Config, resume: bool = False) -> list[dict]:
     model = build_model(config.model, **model_args).to(device, memory_format=memory_format)
     if config.train.sync_batchnorm and world_size > 1:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    criterion = build_loss(config.loss).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay,
                                   fused=True)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
@@ -193,8 +194,8 @@ def train(config: Config, resume: bool = False) -> list[dict]:
                 with ddp.no_sync() if ddp is not None and not last else contextlib.nullcontext():
                     with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                         output = net(*inputs, return_global=True) if criterion.needs_global_feature else net(*inputs)
-                    output, global_feature = output if criterion.needs_global_feature else (output, None)
-                    loss, parts = criterion(output.float(), gt, inputs[0], global_feature)
+                        output, global_feature = output if criterion.needs_global_feature else (output, None)
+                        loss, parts = criterion(output.float(), gt, inputs[0], global_feature)  # terms choose fp32
                     scaler.scale(loss / accumulation).backward()
                 losses += torch.stack([loss.detach(), *(p.detach() for p in parts.values())])
             if world_size > 1:

@@ -9,10 +9,8 @@ text feature of each class, as the seed computes them (SPEC section 3):
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 from typing import Sequence
-from urllib.parse import urlparse
 
 import huggingface_hub
 import open_clip
@@ -20,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .weights import WEIGHTS_DIR, MissingWeightsError
+from .weights import WEIGHTS_DIR, MissingWeightsError, server_reachable
 
 DEFAULT_MODEL = "ViT-B-32"
 DEFAULT_PRETRAINED = "openai"
@@ -34,18 +32,6 @@ def _hub_location(tag_config: dict) -> tuple[str, list[str]]:
     repo_id, filename = os.path.split(tag_config["hf_hub"])
     filename = filename or "open_clip_pytorch_model.bin"
     return repo_id, ["open_clip_model.safetensors", filename]
-
-
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    """One quick connection attempt, so that an offline machine fails at once instead of retrying for minutes."""
-    if huggingface_hub.constants.HF_HUB_OFFLINE:
-        return False
-    host = urlparse(huggingface_hub.constants.ENDPOINT).hostname
-    try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
 
 
 def resolve_weights(model_name: str, pretrained: str) -> tuple[str, dict]:
@@ -78,7 +64,7 @@ def resolve_weights(model_name: str, pretrained: str) -> tuple[str, dict]:
         cached = huggingface_hub.try_to_load_from_cache(repo_id, filename)
         if isinstance(cached, str):
             return cached, options
-    if _hub_reachable():
+    if not huggingface_hub.constants.HF_HUB_OFFLINE and server_reachable(huggingface_hub.constants.ENDPOINT):
         return open_clip.download_pretrained(tag_config), options
     raise MissingWeightsError(
         f"CLIP weights {model_name} / {pretrained} are not on this machine and the Hugging Face hub cannot be "

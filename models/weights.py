@@ -1,8 +1,12 @@
-"""Where pretrained weights come from. Nothing is downloaded behind a user's back on an offline machine:
-a missing file stops the program at start-up with a message that says what to fetch and where to put it."""
+"""Where pretrained weights come from. A file already on this machine is used; otherwise the library's own
+download runs (torchvision's for ImageNet weights, open_clip's / Hugging Face's for CLIP) when its server
+answers. On an offline machine the program stops at start-up with a message naming the file it needs and
+where to put it, instead of retrying downloads."""
 from __future__ import annotations
 
+import socket
 from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
 
@@ -13,17 +17,32 @@ class MissingWeightsError(FileNotFoundError):
     pass
 
 
+def server_reachable(url: str, timeout: float = 3.0) -> bool:
+    """One quick connection attempt to the server of `url`, so that an offline machine fails at once."""
+    try:
+        socket.create_connection((urlparse(url).hostname, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
 def torchvision_state_dict(weights, builder: str, local_file: Path | str | None = None) -> dict[str, torch.Tensor]:
-    """ImageNet weights of a torchvision model (`weights`: e.g. ResNet152_Weights.IMAGENET1K_V1) from
-    `local_file`, pretrained/<file name>, or torchvision's own cache ($TORCH_HOME/hub/checkpoints)."""
+    """ImageNet weights of a torchvision model (`weights`: e.g. ResNet152_Weights.IMAGENET1K_V1, the weights
+    `resnet152(pretrained=True)` means) from `local_file`, pretrained/<file name> or torchvision's cache
+    ($TORCH_HOME/hub/checkpoints); downloaded into that cache by torchvision when its server answers."""
     filename = Path(weights.url).name
     cache = Path(torch.hub.get_dir()) / "checkpoints" / filename
-    candidates = [Path(local_file)] if local_file else [WEIGHTS_DIR / filename, cache]
-    for path in candidates:
+    if local_file:
+        if not Path(local_file).is_file():
+            raise MissingWeightsError(f"weights file {local_file} (ImageNet {builder}) does not exist")
+        return torch.load(local_file, map_location="cpu", weights_only=True)
+    for path in (WEIGHTS_DIR / filename, cache):
         if path.is_file():
             return torch.load(path, map_location="cpu", weights_only=True)
+    if server_reachable(weights.url):
+        return weights.get_state_dict(progress=True, check_hash=True)
     raise MissingWeightsError(
-        f"ImageNet weights for torchvision's {builder} not found (looked for {', '.join(map(str, candidates))}). "
-        f"On a machine with internet access run\n"
+        f"ImageNet weights for torchvision's {builder} ({filename}) are not on this machine and {weights.url} "
+        f"cannot be reached. On a machine with internet access run\n"
         f"    python -c \"import torchvision; torchvision.models.{builder}(weights='{weights.name}')\"\n"
-        f"and copy {cache} here, or download {weights.url} into {WEIGHTS_DIR}/.")
+        f"and copy {cache} to the same place here, or download {weights.url} into {WEIGHTS_DIR}/.")

@@ -34,6 +34,14 @@ def _seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    """Tests never download weights, even on a connected machine: every weights server looks unreachable
+    (a test that simulates a connection patches these back)."""
+    monkeypatch.setattr("models.weights.server_reachable", lambda url, timeout=3.0: False)
+    monkeypatch.setattr("models.clip_prior.server_reachable", lambda url, timeout=3.0: False)
+
+
 @pytest.fixture(scope="session")
 def real_hazy() -> Path:
     return _require_shared("data/real_hazy")

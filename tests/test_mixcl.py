@@ -170,7 +170,7 @@ def test_missing_weights_fail_early_with_instructions(monkeypatch, tmp_path):
     with pytest.raises(MissingWeightsError, match="nothing.bin does not exist"):
         ClipPrior.load("ViT-B-32", str(tmp_path / "nothing.bin"))
 
-    monkeypatch.setattr(clip_prior, "_hub_reachable", lambda: False)
+    monkeypatch.setattr(clip_prior, "server_reachable", lambda url: False)
     monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *args, **kwargs: None)
     with pytest.raises(MissingWeightsError) as error:
         ClipPrior.load("ViT-B-32", "openai")

@@ -176,6 +176,7 @@ def test_missing_torchvision_weights_say_what_to_download(tmp_path, monkeypatch)
     with pytest.raises(MissingWeightsError) as error:
         ContrastiveRegularization("resnet152")
     message = str(error.value)
-    assert "resnet152-394f9c45.pth" in message and "torchvision.models.resnet152(weights='IMAGENET1K_V1')" in message
+    assert "resnet152-394f9c45.pth) are not on this machine" in message
+    assert "torchvision.models.resnet152(weights='IMAGENET1K_V1')" in message
     with pytest.raises(MissingWeightsError, match="vgg19"):
         build_feature_extractor("vgg19")

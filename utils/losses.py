@@ -4,8 +4,14 @@ The hazy input is part of the signature because contrastive losses pull the outp
 away from the hazy image. A loss whose class sets `needs_global_feature` also receives the network's global
 feature z (`global_feature=`, B×C; only models that return one, e.g. KA-Net, can train with it). Add a loss
 by registering its class in LOSSES.
+
+train.py calls the losses inside the training step's autocast; every term runs in fp32 (autocast off) except
+one whose instance sets `follows_autocast` (the released contrastive regulariser, which ran in the release's
+fp16 autocast).
 """
 from __future__ import annotations
+
+import contextlib
 
 import torch
 import torch.nn as nn
@@ -40,32 +46,44 @@ class ContrastiveRegularization(nn.Module):
     """Σ_i w_i · D(f_i(output), f_i(target)) / (D(f_i(output), f_i(hazy)) + 1e-7) over frozen ImageNet features:
     pull the output towards the clear image and push it away from the hazy one.
 
-    AECR-Net's regulariser as MixDehazeNet uses it: `backbone` resnet152, distance l1. KA-Net's perceptual
-    contrastive loss: vgg19 (relu1_1…relu5_1, weights 1/32…1) with the gaussian distance (σ = `sigma`).
-    efficientnet-lite0 has real ImageNet weights offline (models/perceptual.py). Unlike the anchors, which
-    feed [-1, 1] images to ResNet unnormalised, inputs get the normalisation the weights were trained with."""
+    MixDehazeNet's (and MixCLDehazeNet's) regulariser: `backbone` resnet152, distance l1, in one of two forms:
+    - `as_released: true` computes what their `utils/CR_res.py` computes, the function their published numbers
+      were trained with: the ResNet's BatchNorm layers normalise with batch statistics (the release never puts
+      the loss in eval mode), separately for output, target and hazy batches; the [-1, 1] images go in
+      unnormalised; the computation runs under the training step's autocast (fp16 there).
+    - `as_released: false` (default), the principled form: frozen ImageNet BatchNorm statistics, the ImageNet
+      input normalisation the weights were trained with, fp32. Measured on real crops the two losses differ by
+      about 45% and their gradients are almost orthogonal.
+    KA-Net's perceptual contrastive loss: vgg19 (relu1_1…relu5_1, weights 1/32…1) with the gaussian distance
+    (σ = `sigma`). efficientnet-lite0 has real ImageNet weights offline (models/perceptual.py)."""
 
     DEFAULT_LAYER_WEIGHTS = {"resnet152": (1 / 16, 1 / 8, 1 / 4, 1.0), "efficientnet-lite0": (1 / 16, 1 / 8, 1 / 4, 1.0),
                              "vgg19": (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0)}
 
     def __init__(self, backbone: str = "resnet152", layer_weights: list[float] | None = None,
-                 weights_file: str | None = None, distance: str = "l1", sigma: float = 1.0):
+                 weights_file: str | None = None, distance: str = "l1", sigma: float = 1.0, as_released: bool = False):
         super().__init__()
         if distance not in DISTANCES:
             raise ValueError(f"distance must be one of {', '.join(DISTANCES)}, got {distance!r}")
-        self.features = build_feature_extractor(backbone, weights_file)
+        self.features = build_feature_extractor(backbone, weights_file, as_released)
+        self.as_released = self.follows_autocast = as_released
         self.layer_weights = tuple(layer_weights or self.DEFAULT_LAYER_WEIGHTS[backbone])
         if len(self.layer_weights) != len(self.features.stages):
             raise ValueError(f"{backbone} has {len(self.features.stages)} feature stages, got {len(self.layer_weights)} layer weights")
         self.distance, self.sigma = DISTANCES[distance], sigma
 
     def forward(self, output: torch.Tensor, target: torch.Tensor, hazy: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():  # positives and negatives are constants
-            references = self.features(torch.cat([target, hazy]))
-        loss = output.new_zeros(())
-        for weight, out, reference in zip(self.layer_weights, self.features(output), references):
-            positive, negative = reference.chunk(2)
-            loss = loss + weight * self.distance(out, positive, self.sigma) / (self.distance(out, negative, self.sigma) + 1e-7)
+        if self.as_released:  # three passes, in the release's order: batch statistics of each batch alone
+            anchors = self.features(output)
+            with torch.no_grad():
+                positives, negatives = self.features(target), self.features(hazy)
+        else:
+            anchors = self.features(output)
+            with torch.no_grad():  # frozen statistics: one batched pass gives the same features
+                positives, negatives = zip(*(f.chunk(2) for f in self.features(torch.cat([target, hazy]))))
+        loss = output.new_zeros((), dtype=torch.float32)
+        for weight, anchor, positive, negative in zip(self.layer_weights, anchors, positives, negatives):
+            loss = loss + weight * self.distance(anchor, positive, self.sigma) / (self.distance(anchor, negative, self.sigma) + 1e-7)
         return loss
 
 
@@ -119,7 +137,10 @@ class WeightedLoss(nn.Module):
         parts = {}
         for name, term in self.terms.items():
             extra = {"global_feature": global_feature} if getattr(term, "needs_global_feature", False) else {}
-            parts[name] = self.weights[name] * term(output, target, hazy, **extra)
+            fp32 = (contextlib.nullcontext() if getattr(term, "follows_autocast", False)
+                    else torch.autocast(output.device.type, enabled=False))
+            with fp32:
+                parts[name] = self.weights[name] * term(output, target, hazy, **extra).float()
         return sum(parts.values()), parts
 
 

@@ -1,0 +1,177 @@
+"""Training losses: MixDehazeNet's contrastive regulariser as released and in its principled form, and where
+their ImageNet weights come from."""
+import pytest
+import torch
+import torch.nn as nn
+import torchvision
+
+import train
+from datasets import build_training_sets
+from models.weights import MissingWeightsError
+from utils.image import read_image
+from utils.config import LossTerm, config_from_dict
+from utils.losses import ContrastiveRegularization, build_loss
+
+
+class ReleasedResnet152(nn.Module):
+    """MixDehazeNet's `utils/CR_res.py` `Resnet152`, transcribed; the network is handed in instead of
+    `models.resnet152(pretrained=True)` so that both sides share one set of random weights."""
+
+    def __init__(self, res_pretrained_features: nn.Module):
+        super().__init__()
+        children = list(res_pretrained_features.children())
+        self.slice1 = nn.Sequential(*children[:-5])
+        self.slice2 = nn.Sequential(*children[-5:-4])
+        self.slice3 = nn.Sequential(*children[-4:-3])
+        self.slice4 = nn.Sequential(*children[-3:-2])
+        for param in self.parameters():
+            param.requires_grad = False
+
+    def forward(self, X):
+        h_relu1 = self.slice1(X)
+        h_relu2 = self.slice2(h_relu1)
+        h_relu3 = self.slice3(h_relu2)
+        h_relu4 = self.slice4(h_relu3)
+        return [h_relu1, h_relu2, h_relu3, h_relu4]
+
+
+class ReleasedContrastLoss(nn.Module):
+    """`ContrastLoss_res(ablation=False)` of the same file, transcribed (never put in eval mode, as released)."""
+
+    def __init__(self, resnet: nn.Module):
+        super().__init__()
+        self.vgg = ReleasedResnet152(resnet)
+        self.l1 = nn.L1Loss()
+        self.weights = [1.0 / 16, 1.0 / 8, 1.0 / 4, 1.0]
+
+    def forward(self, a, p, n):
+        a_vgg, p_vgg, n_vgg = self.vgg(a), self.vgg(p), self.vgg(n)
+        loss = 0
+        for i in range(len(a_vgg)):
+            a, p, n = a_vgg[i], p_vgg[i], n_vgg[i]
+            d_ap = self.l1(a, p.detach())
+            d_an = self.l1(a, n.detach())
+            loss += self.weights[i] * d_ap / (d_an + 1e-7)
+        return loss
+
+
+@pytest.fixture(scope="module")
+def random_resnet152():
+    torch.manual_seed(0)
+    return torchvision.models.resnet152().state_dict()
+
+
+@pytest.fixture
+def real_crops(reside_samples):
+    """Two 64×64 crops of real RESIDE pairs in [-1, 1]: (output halfway from hazy to clear, clear, hazy)."""
+    names = sorted(p.name for p in (reside_samples / "GT").iterdir())[:2]
+    crop = (slice(100, 164), slice(200, 264))
+
+    def load(folder):
+        return torch.stack([torch.from_numpy(read_image(reside_samples / folder / n)[crop]).permute(2, 0, 1) for n in names]) * 2 - 1
+    gt, hazy = load("GT"), load("hazy")
+    return 0.5 * gt + 0.5 * hazy, gt, hazy
+
+
+def both_regularisers(monkeypatch, state_dict):
+    monkeypatch.setattr("models.perceptual.torchvision_state_dict", lambda *args: state_dict)
+    resnet = torchvision.models.resnet152()
+    resnet.load_state_dict(state_dict)
+    return ContrastiveRegularization("resnet152", as_released=True), ReleasedContrastLoss(resnet)
+
+
+def loss_and_gradient(loss, output, gt, hazy, autocast=False):
+    output = output.clone().requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        value = loss(output, gt, hazy)
+    value.float().backward()
+    return value.float().item(), output.grad
+
+
+def test_released_regulariser_computes_what_the_release_computes(monkeypatch, random_resnet152, real_crops):
+    ours, released = both_regularisers(monkeypatch, random_resnet152)
+    ours.eval()  # a surrounding .eval() must not change it: the release never leaves train mode
+    value, gradient = loss_and_gradient(ours, *real_crops)
+    expected, expected_gradient = loss_and_gradient(released, *real_crops)
+    assert value == pytest.approx(expected, rel=1e-5)  # measured: bit-identical (1.4049)
+    assert (gradient - expected_gradient).norm() <= 1e-5 * expected_gradient.norm()
+    # the running statistics drift the same way (three batches went through each BatchNorm)
+    ours_bn, released_bn = ours.features.stages[0][1], released.vgg.slice1[1]
+    assert torch.allclose(ours_bn.running_mean, released_bn.running_mean, rtol=1e-5, atol=1e-7)
+    assert int(ours_bn.num_batches_tracked) == 3
+
+    # under the training step's autocast it follows the autocast, as the release did
+    value_bf16, _ = loss_and_gradient(ours, *real_crops, autocast=True)
+    expected_bf16, _ = loss_and_gradient(released, *real_crops, autocast=True)
+    assert value_bf16 == pytest.approx(expected_bf16, rel=1e-5)
+    assert abs(value_bf16 - value) > 1e-4 * value  # bf16 features: measured 0.4–1.5% from the fp32 value
+
+
+def test_principled_regulariser_is_a_different_function(monkeypatch, random_resnet152, real_crops):
+    released_form, _ = both_regularisers(monkeypatch, random_resnet152)
+    principled = ContrastiveRegularization("resnet152")
+    assert not principled.features.training and released_form.features.training
+    value, gradient = loss_and_gradient(principled, *real_crops)
+    released_value, released_gradient = loss_and_gradient(released_form, *real_crops)
+    # measured with these random weights: 0.81 vs 1.40 (released), gradient cosine 0.01 (AVX-512 and AVX2)
+    assert abs(value - released_value) > 0.3 * released_value
+    cosine = torch.nn.functional.cosine_similarity(gradient.flatten(), released_gradient.flatten(), dim=0)
+    assert cosine < 0.5
+
+    # train.py calls the losses under the step's autocast: the principled form still computes in fp32,
+    # the released one follows the autocast
+    combined = build_loss([LossTerm("contrastive", 1.0, {"backbone": "resnet152"})])
+    combined.terms["contrastive"] = principled
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert combined(real_crops[0], *real_crops[1:])[0].item() == pytest.approx(value, rel=1e-6)
+        combined.terms["contrastive"] = released_form
+        assert combined(real_crops[0], *real_crops[1:])[0].item() != pytest.approx(released_value, rel=1e-4)
+
+
+def test_released_form_exists_only_for_resnet152(monkeypatch):
+    monkeypatch.setattr("models.perceptual.torchvision_state_dict", lambda *args: torchvision.models.vgg19().state_dict())
+    with pytest.raises(ValueError, match="as_released is the released ResNet-152 regulariser"):
+        ContrastiveRegularization("vgg19", as_released=True)
+
+
+def resnet_config(out_dir):
+    return config_from_dict({
+        "model": "mixdehazenet-t", "out_dir": str(out_dir),
+        "data": {"dataset": "synthetic", "crop_size": 32, "samples_per_epoch": 2, "num_workers": 0},
+        "train": {"epochs": 1, "batch_size": 2, "lr": 1e-3, "amp": "off"},
+        "loss": [{"name": "l1"}, {"name": "contrastive", "weight": 0.1,
+                                   "args": {"backbone": "resnet152", "as_released": True}}],
+    })
+
+
+def test_offline_a_run_needing_resnet152_stops_at_start_up_then_trains_once_the_file_is_in_place(
+        tmp_path, monkeypatch, random_resnet152):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr("models.weights.WEIGHTS_DIR", tmp_path / "pretrained")
+    monkeypatch.setattr(train, "build_training_sets", lambda data: pytest.fail("data touched before the weights check"))
+    with pytest.raises(MissingWeightsError) as error:
+        train.train(resnet_config(tmp_path / "run"))
+    message = str(error.value)
+    cache = tmp_path / "torch" / "hub" / "checkpoints" / "resnet152-394f9c45.pth"
+    assert "resnet152-394f9c45.pth" in message and str(cache) in message
+    assert "torchvision.models.resnet152(weights='IMAGENET1K_V1')" in message
+    monkeypatch.setattr(train, "build_training_sets", build_training_sets)
+    cache.parent.mkdir(parents=True)
+    torch.save(random_resnet152, cache)
+    history = train.train(resnet_config(tmp_path / "run"))
+    assert len(history) == 1 and history[0]["epoch"] == 1
+
+
+def test_online_torchvision_downloads_the_weights_itself(tmp_path, monkeypatch, random_resnet152):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr("models.weights.WEIGHTS_DIR", tmp_path / "pretrained")
+    monkeypatch.setattr("models.weights.server_reachable", lambda url, timeout=3.0: url == "https://download.pytorch.org/models/resnet152-394f9c45.pth")
+    downloads = []
+
+    def download(weights, progress, check_hash):
+        downloads.append(weights.name)
+        return random_resnet152
+    monkeypatch.setattr(torchvision.models.WeightsEnum, "get_state_dict", download)
+    loss = ContrastiveRegularization("resnet152")
+    assert downloads == ["IMAGENET1K_V1"]
+    assert torch.equal(loss.features.stages[3][0].conv1.weight, random_resnet152["layer4.0.conv1.weight"])
