@@ -108,9 +108,45 @@ def test_config_errors_name_the_key(tmp_path):
         load_config(None, ["train.batch_size=big"])
     with pytest.raises(ConfigError, match="train.amp must be"):
         load_config(None, ["train.amp=fp8"])
-    assert load_config("configs/reside6k/mixdehazenet-s.yaml", ["train.lr=2e-4"]).train.lr == 2e-4
-    defaults = load_config("configs/reside6k/mixdehazenet-s.yaml")
-    assert (defaults.train.batch_size, defaults.train.lr, defaults.train.epochs, defaults.data.crop_size) == (16, 1e-4, 1000, 256)
+    assert load_config("configs/reside6k/mixdehazenet-s.yaml", ["train.lr=3e-4"]).train.lr == 3e-4
+
+
+# The released RESIDE-6K recipes, value by value. MixDehazeNet: AmeryXiong/MixDehazeNet train.py with
+# configs/reside6k/default.json (the only RESIDE-6K config there, so every variant uses it). MixCLDehazeNet:
+# DanielHo-BS/MixCLDehazeNet train.py with configs/reside6k/MixDehazeNet-s.json (the one its train.sh runs);
+# the other variants fall back to configs/reside6k/default.json. Both train.py files add
+# 0.1 × ContrastLoss_res (utils/CR_res.py) to nn.L1Loss, under autocast with a GradScaler, and anneal with
+# CosineAnnealingLR(T_max=epochs, eta_min=lr·1e-2).
+DEFAULT_JSON = {"batch_size": 32, "patch_size": 256, "valid_mode": "valid", "edge_decay": 0, "only_h_flip": True,
+                "optimizer": "adamw", "lr": 2e-4, "epochs": 1000, "eval_freq": 10}
+SEED_S_JSON = DEFAULT_JSON | {"batch_size": 16, "lr": 1e-4, "eval_freq": 1}
+RELEASED = {f"mixdehazenet-{v}": DEFAULT_JSON for v in "tsbl"} | {f"mixcl-{v}": DEFAULT_JSON for v in "tbl"} | {"mixcl-s": SEED_S_JSON}
+
+
+@pytest.mark.parametrize("model", sorted(RELEASED))
+def test_reside6k_configs_carry_the_released_recipe(model):
+    config, released = load_config(f"configs/reside6k/{model}.yaml"), RELEASED[model]
+    assert config.model == model and config.data.root == "data/RESIDE-6K"
+    assert (config.train.batch_size, config.train.lr, config.train.epochs, config.train.eval_every) == (
+        released["batch_size"], released["lr"], released["epochs"], released["eval_freq"])
+    assert (config.data.crop_size, config.data.edge_decay, config.data.rotate90) == (
+        released["patch_size"], released["edge_decay"], not released["only_h_flip"])
+    assert released["valid_mode"] == "valid" and config.data.validation == "test-center-crop"
+    assert released["optimizer"] == "adamw" and config.train.weight_decay == 0.01  # torch's AdamW default
+    assert (config.train.min_lr_ratio, config.train.amp) == (1e-2, "fp16")
+    assert [(t.name, t.weight, t.args) for t in config.loss] == [
+        ("l1", 1.0, {}), ("contrastive", 0.1, {"backbone": "resnet152", "as_released": True})]
+    assert config.prior.mode == ("clip" if model.startswith("mixcl") else "none")
+    assert config.prior.clip_model == "ViT-B-32" and config.prior.clip_pretrained == "openai"
+
+
+def test_ablations_differ_from_the_released_recipe_in_one_named_place():
+    released = load_config("configs/reside6k/mixcl-s.yaml").to_dict()
+    for name, expected in {"regulariser-principled": {"loss"}, "validation-holdout": {"data"}, "fusion-add": {"model_args"},
+                           "prior-clip": set(), "prior-clip-soft": {"prior"}, "prior-labels": {"prior"},
+                           "prior-none": {"model", "prior"}}.items():
+        ablation = load_config(f"configs/ablations/{name}.yaml").to_dict()
+        assert {k for k in released if k != "out_dir" and ablation[k] != released[k]} == expected, name
 
 
 def test_test_script_writes_csv_summary_and_images(tmp_path):
