@@ -6,6 +6,7 @@ from .transforms import PairedAugment
 
 __all__ = ["DatasetError", "PairedAugment", "PairedImageDataset", "SeededSampler", "SyntheticHazeDataset",
            "holdout_split", "validate_paired_folder"]
-from .build import attach_prior, build_test_set, build_training_sets  # noqa: E402
+from .build import attach_prior, build_test_set, build_training_sets, known_domains  # noqa: E402
+from .prior import WithFields  # noqa: E402
 
-__all__ += ["attach_prior", "build_test_set", "build_training_sets"]
+__all__ += ["WithFields", "attach_prior", "build_test_set", "build_training_sets", "known_domains"]

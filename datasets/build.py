@@ -15,13 +15,13 @@ from models.clip_prior import ClipPrior
 from utils.image import is_image_file
 
 from .paired import HAZY_DIR, DatasetError, PairedImageDataset, holdout_split, validate_paired_folder
-from .prior import WithPrior, ensure_prior_cache, text_prior_table
+from .prior import WithFields, ensure_prior_cache, text_prior_table
 from .haze_model import HazeModel, add_haze
 from .synthetic import DOMAINS, TEST_HAZE, CleanImageFolder, SyntheticHazeDataset, load_photo
 from .transforms import PairedAugment
 
 SYNTHETIC_VALID_SAMPLES = 32  # enough crops for a stable validation PSNR, cheap on a CPU
-DOMAIN_LABELS_FILE = "domain_labels.csv"  # per split folder, rows `name,class`, for the `labels` prior
+DOMAIN_LABELS_FILE = "domain_labels.csv"  # per split folder, rows `name,class`: the `labels` prior, per-domain scores
 
 
 def build_training_sets(data) -> tuple[Dataset, Dataset]:
@@ -74,15 +74,34 @@ def clip_loader(prior, device: torch.device | str):
                                                   prior.template, device))
 
 
-def _read_domain_labels(path: Path, classes: list[str]) -> dict[str, str]:
+def read_domain_labels(path: Path, classes: list[str] | None = None) -> dict[str, str]:
+    """name → domain from a `name,class` CSV (e.g. `indoor`/`outdoor`); `classes`: the allowed ones."""
     if not path.is_file():
         raise DatasetError(f"{path} is missing: the `labels` prior needs a CSV of `name,class` rows for each split")
     with open(path, newline="") as f:
         rows = [row for row in csv.reader(f) if row]
-    unknown = [f"{name}: {label!r}" for name, label in rows if label not in classes]
+    malformed = [",".join(row) for row in rows if len(row) != 2]
+    if malformed:
+        raise DatasetError(f"{path}: rows must be `name,class`; found {', '.join(malformed[:5])}")
+    unknown = [f"{name}: {label!r}" for name, label in rows if classes is not None and label not in classes]
     if unknown:
         raise DatasetError(f"{path}: classes must be one of {classes}; found {', '.join(unknown[:10])}")
     return dict(rows)
+
+
+def known_domains(source: Path | str, names: list[str]) -> tuple[dict[str, str], str] | None:
+    """(name → domain, where that comes from) for a test set whose scene domains are known: the synthetic
+    photos, or a paired folder with a domain_labels.csv that covers every one of `names`. None otherwise."""
+    if str(source) == "synthetic":
+        return DOMAINS, "the photos' known domains"
+    path = Path(source) / DOMAIN_LABELS_FILE
+    if not path.is_file():
+        return None
+    labels = read_domain_labels(path)
+    missing = [name for name in names if name not in labels]
+    if missing:
+        raise DatasetError(f"{path}: no domain for {len(missing)} image(s): {', '.join(missing[:10])}")
+    return labels, str(path)
 
 
 def _synthetic_clip_cache(clip: ClipPrior) -> dict:
@@ -98,18 +117,21 @@ def _synthetic_clip_cache(clip: ClipPrior) -> dict:
 
 def attach_prior(prior, datasets: list[Dataset], device: torch.device | str = "cpu") -> tuple[list[Dataset], dict]:
     """Wrap datasets so that items carry `prior` (see datasets/prior.py) for a PriorConfig whose mode is
-    not "none"; also return the model arguments the prior implies (text_dim or num_labels).
+    not "none", and `domain` (the label, or the CLIP prior's class); also return the model arguments the
+    prior implies (text_dim or num_labels).
 
     CLIP runs at most once per split folder: its results are cached under `prior.cache_dir`.
     """
     load_clip = clip_loader(prior, device)
 
-    def prior_table(folder: Path | None) -> tuple[dict, dict]:  # folder None: the synthetic photos
+    def prior_table(folder: Path | None) -> tuple[dict, dict, dict]:  # folder None: the synthetic photos
         if prior.mode == "labels":
-            labels = DOMAINS if folder is None else _read_domain_labels(folder / DOMAIN_LABELS_FILE, prior.classes)
-            return {name: prior.classes.index(label) for name, label in labels.items()}, {"num_labels": len(prior.classes)}
+            labels = DOMAINS if folder is None else read_domain_labels(folder / DOMAIN_LABELS_FILE, prior.classes)
+            return ({name: prior.classes.index(label) for name, label in labels.items()}, labels,
+                    {"num_labels": len(prior.classes)})
         cache = _synthetic_clip_cache(load_clip()) if folder is None else split_prior_cache(prior, folder, load_clip)
-        return text_prior_table(cache, prior.mode), {"text_dim": cache["text_features"].shape[1]}
+        classes = dict(zip(cache["names"], (prior.classes[i] for i in cache["probabilities"].argmax(1).tolist())))
+        return text_prior_table(cache, prior.mode), classes, {"text_dim": cache["text_features"].shape[1]}
 
     tables: dict = {}  # one table per source folder: train and held-out validation usually share one
     wrapped = []
@@ -120,5 +142,6 @@ def attach_prior(prior, datasets: list[Dataset], device: torch.device | str = "c
         folder = None if isinstance(dataset, SyntheticHazeDataset) else dataset.root
         if folder not in tables:
             tables[folder] = prior_table(folder)
-        wrapped.append(WithPrior(dataset, tables[folder][0]))
-    return wrapped, tables[folder][1]
+        priors, domains, _ = tables[folder]
+        wrapped.append(WithFields(dataset, prior=priors, domain=domains))
+    return wrapped, tables[folder][2]

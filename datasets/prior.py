@@ -95,17 +95,19 @@ def image_prior(clip: ClipPrior, image: Image.Image, mode: str = "clip") -> torc
     return text_prior(clip.probabilities([image.convert("RGB")]), clip.text_features, mode)
 
 
-class WithPrior(Dataset):
-    """Adds `item["prior"]` (a text feature, or a label index) looked up by `item["source"]`."""
+class WithFields(Dataset):
+    """Adds fields looked up by each item's `source`: e.g. `prior` (a text feature or label index) and `domain`
+    (the scene class: a known label, or the CLIP prior's class)."""
 
-    def __init__(self, dataset: Dataset, table: dict):
-        self.dataset, self.table = dataset, table
+    def __init__(self, dataset: Dataset, **tables: dict):
+        self.dataset, self.tables = dataset, tables
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getitem__(self, key):
         item = self.dataset[key]
-        if item["source"] not in self.table:
-            raise KeyError(f"no prior for {item['source']!r}: the prior table covers {len(self.table)} other images")
-        return item | {"prior": self.table[item["source"]]}
+        for field, table in self.tables.items():
+            if item["source"] not in table:
+                raise KeyError(f"no {field} for {item['source']!r}: the {field} table covers {len(table)} other images")
+        return item | {field: table[item["source"]] for field, table in self.tables.items()}

@@ -184,6 +184,34 @@ def test_test_script_reads_official_checkpoints(tmp_path, vectors_dir):
         test_script.run(args)
 
 
+def test_test_script_reports_each_domain_of_a_labelled_split(tmp_path, vectors_dir, capsys):
+    data = make_pairs(tmp_path / "test", count=5, size=(40, 44))
+    labels = {"00.png": "indoor", "01.png": "outdoor", "02.png": "indoor", "03.png": "outdoor", "04.png": "outdoor"}
+    (data / "domain_labels.csv").write_text("".join(f"{n},{d}\n" for n, d in labels.items()))
+    out = tmp_path / "out"
+    summary = test_script.run(test_script.parse_args([
+        "--checkpoint", str(vectors_dir / "mixdehazenet_t_official.pt"), "--model", "mixdehazenet-t",
+        "--data", str(data), "--out", str(out), "--no-images"]))
+    with open(out / "per_image.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["name"]: r["domain"] for r in rows} == labels
+    assert summary["domain_source"] == str(data / "domain_labels.csv")
+    for domain, count in (("indoor", 2), ("outdoor", 3)):
+        scores = [float(r["psnr"]) for r in rows if r["domain"] == domain]
+        assert summary["by_domain"][domain]["images"] == count
+        assert summary["by_domain"][domain]["psnr"] == pytest.approx(np.mean(scores), abs=1e-9)
+    assert summary["psnr"] == pytest.approx(np.mean([float(r["psnr"]) for r in rows]), abs=1e-9)
+    assert json.loads((out / "summary.json").read_text())["by_domain"] == summary["by_domain"]
+    printed = capsys.readouterr().out
+    assert f"by domain, from {data / 'domain_labels.csv'}:" in printed
+    assert f"outdoor        3 images  PSNR {summary['by_domain']['outdoor']['psnr']:.2f} dB" in printed
+
+    (data / "domain_labels.csv").write_text("00.png,indoor\n")  # incomplete: refused before any image is dehazed
+    with pytest.raises(DatasetError, match="no domain for 4 image"):
+        test_script.run(test_script.parse_args(["--checkpoint", str(vectors_dir / "mixdehazenet_t_official.pt"),
+                                                "--model", "mixdehazenet-t", "--data", str(data), "--out", str(out)]))
+
+
 def test_scripts_report_user_errors_without_a_traceback(tmp_path):
     import subprocess
     import sys

@@ -20,7 +20,8 @@ def model_inputs(batch: dict, device: torch.device) -> tuple[torch.Tensor, ...]:
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: DataLoader, device: torch.device,
              amp_dtype: torch.dtype | None = None) -> Iterator[dict]:
-    """Yield one record per image: name, psnr, ssim, hazy_psnr, hazy_ssim and the [0, 1] images."""
+    """Yield one record per image: name, psnr, ssim, hazy_psnr, hazy_ssim, the [0, 1] images, and the
+    image's `domain` when the data carries one."""
     model.eval()
     for batch in loader:
         inputs = model_inputs(batch, device)
@@ -29,7 +30,8 @@ def evaluate(model: nn.Module, loader: DataLoader, device: torch.device,
         hazy, gt = to_unit_range(inputs[0]), to_unit_range(batch["gt"].to(device))
         scores = {"psnr": psnr(output, gt), "ssim": ssim(output, gt), "hazy_psnr": psnr(hazy, gt), "hazy_ssim": ssim(hazy, gt)}
         for i, name in enumerate(batch["name"]):
-            yield {"name": name, **{k: v[i].item() for k, v in scores.items()},
+            domain = {"domain": batch["domain"][i]} if "domain" in batch else {}
+            yield {"name": name, **domain, **{k: v[i].item() for k, v in scores.items()},
                    "hazy": hazy[i], "output": output[i], "gt": gt[i]}
 
 
@@ -37,3 +39,9 @@ def summarize(records: list[dict]) -> dict[str, float]:
     """Mean of each score over images (the protocol averages per image)."""
     keys = ("psnr", "ssim", "hazy_psnr", "hazy_ssim")
     return {k: sum(r[k] for r in records) / len(records) for k in keys} | {"images": len(records)}
+
+
+def summarize_by_domain(records: list[dict]) -> dict[str, dict[str, float]]:
+    """`summarize` over the records of each domain, domains in sorted order (empty when none is known)."""
+    domains = sorted({r["domain"] for r in records if "domain" in r})
+    return {d: summarize([r for r in records if r.get("domain") == d]) for d in domains}
