@@ -9,6 +9,7 @@ import torchvision
 from models import build_model, load_model
 from models.kanet import KANet, SpatialAttention, convert_official_state_dict
 from utils.checkpoint import save_checkpoint
+from utils.image import pad_to_multiple
 from utils.losses import ContrastiveRegularization, ReweightedL1Loss, build_loss, gaussian_distance
 from utils.reweighting import SampleReweighting, decorrelation_loss, random_fourier_features
 
@@ -19,13 +20,23 @@ def tiny():
     return build_model("ka-net-tiny").eval()
 
 
-@pytest.mark.parametrize("size", [(61, 83), (64, 64), (33, 100), (130, 47)])
-def test_any_input_size_keeps_its_shape(tiny, size):
+@pytest.mark.parametrize("size, padded", [((61, 83), (64, 96)), ((64, 64), (64, 64)), ((33, 100), (48, 112)),
+                                          ((130, 47), (144, 48)), ((48, 48), (48, 48))])
+def test_any_input_size_is_reflect_padded_to_a_multiple_of_16_and_cropped_back(tiny, size, padded):
+    """The contract: the output at any size is the output on the input reflect-padded (right and bottom) to a
+    multiple of 16, at least 48, cropped back; z pools the encoder's deepest map of that padded input. Each
+    image of a batch is dehazed on its own (eval mode)."""
     x = torch.rand(2, 3, *size) * 2 - 1
     with torch.no_grad():
         y, z = tiny(x, return_global=True)
-    assert y.shape == x.shape and z.shape == (2, 64)
-    assert y.abs().max() <= 1  # tanh output: the [-1, 1] image range
+        explicit = pad_to_multiple(x, 16, 48)
+        assert explicit.shape[-2:] == padded
+        features = tiny.encoder(explicit)
+        expected = torch.tanh(tiny.head(tiny.tail(tiny.decoder(tiny.bottleneck(features[-1])), features)))
+        alone = tiny(x[1:])
+    assert torch.equal(y, expected[..., : size[0], : size[1]])
+    assert torch.equal(z, features[-1].mean((2, 3)))
+    assert (alone - y[1:]).abs().max() <= 1e-5  # measured ≤ 2e-7 (AVX-512 and AVX2)
 
 
 def test_inference_is_deterministic_and_the_fourier_projection_is_saved(tiny, tmp_path):
@@ -197,16 +208,21 @@ def test_reweighting_lowers_a_planted_spurious_correlation():
     assert weights.max() < 0.2  # spread out, not collapsed onto a few samples
 
 
-def test_reweighted_l1_uses_the_memory_bank_and_equals_l1_with_uniform_weights():
+def test_reweighted_l1_is_the_weighted_sum_of_per_image_l1_and_starts_the_memory_bank():
     loss = ReweightedL1Loss(bank_size=4)
     output, target = torch.rand(6, 3, 8, 8), torch.rand(6, 3, 8, 8)
     z = planted_spurious_correlation(n=6, minority=2)
+    learned = []
+    reweight = loss.reweighting.forward
+    loss.reweighting.forward = lambda features: learned.append(reweight(features)) or learned[-1]
     value = loss(output, target, output, global_feature=z)
-    assert loss.reweighting.bank_features.shape == (4, 8)  # started from the first batch
-    uniform_value = (output - target).abs().mean().item()
-    assert abs(value.item() - uniform_value) > 1e-4  # the learned weights are not uniform
-    loss.reweighting.steps = 0  # no learning: uniform weights
-    assert loss(output, target, output, global_feature=z).item() == pytest.approx(uniform_value)
+    (weights,) = learned
+    per_image = (output - target).abs().mean((1, 2, 3))
+    assert value.item() == pytest.approx((weights * per_image).sum().item(), rel=1e-6)
+    assert weights.sum().item() == pytest.approx(1.0) and weights.max() / weights.min() > 10  # measured 3.4e3 (6 images)
+    assert torch.equal(loss.reweighting.bank_features, z[:4])  # the first batch starts the bank
+    loss.reweighting.steps = 0  # no learning: uniform weights, the plain L1
+    assert loss(output, target, output, global_feature=z).item() == pytest.approx(per_image.mean().item(), rel=1e-6)
 
 
 def test_losses_pass_the_global_feature_only_where_needed():
@@ -255,16 +271,27 @@ def test_kill_and_resume_gives_the_same_losses_as_an_uninterrupted_run(tmp_path,
     assert [h["psnr"] for h in resumed] == [h["psnr"] for h in full]
 
 
-def test_short_training_run_improves_validation(tmp_path):
+def test_short_training_run_learns_to_dehaze_and_test_py_scores_it(tmp_path):
+    import csv
+
+    import test as test_script
     import train
-    history = train.train(kanet_config(tmp_path))
+    from datasets import build_test_set
+    history = train.train(kanet_config(tmp_path, epochs=8))
     psnr = [h["psnr"] for h in history]
-    assert psnr[-1] > psnr[0] + 1.0, psnr  # measured: 12.05 → 14.51 dB (hazy input 14.28 dB)
-    assert load_model(tmp_path / "last.pt").returns_global_feature
-    import test as test_script  # the protocol evaluation reads KA-Net checkpoints like any other
+    # measured: 12.36 → 14.99 dB (AVX-512), 12.36 → 15.06 dB (AVX2); the hazy inputs score 14.28 dB
+    assert psnr[-1] > psnr[0] + 2.0 and psnr[-1] > history[-1]["hazy_psnr"] + 0.3, psnr
+    # the protocol evaluation reads KA-Net checkpoints like any other: its score of one image, recomputed
     summary = test_script.run(test_script.parse_args(["--checkpoint", str(tmp_path / "best.pt"), "--data", "synthetic",
                                                       "--out", str(tmp_path / "test"), "--no-images"]))
-    assert summary["model"] == "ka-net-tiny" and summary["images"] == 6 and math.isfinite(summary["psnr"])
+    with open(tmp_path / "test" / "per_image.csv") as f:
+        first = next(csv.DictReader(f))
+    item = build_test_set("synthetic")[0]
+    with torch.no_grad():
+        output = load_model(tmp_path / "best.pt")(item["hazy"][None]).clamp(-1, 1) * 0.5 + 0.5
+    expected = 10 * math.log10(1 / (output - (item["gt"][None] * 0.5 + 0.5)).square().mean().item())
+    assert summary["model"] == "ka-net-tiny" and first["name"] == item["name"]
+    assert float(first["psnr"]) == pytest.approx(expected, abs=1e-4)
 
 
 def test_reweighting_needs_a_model_with_a_global_feature(tmp_path):
