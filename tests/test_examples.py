@@ -1,5 +1,7 @@
 """The example notebook, the ONNX export and the training-curve plot, run end to end."""
+import base64
 import importlib.util
+import io
 import json
 from pathlib import Path
 
@@ -10,8 +12,10 @@ from nbclient import NotebookClient
 from PIL import Image
 from torch.utils.tensorboard import SummaryWriter
 
-from models import build_model
+from models import build_model, load_model
 from utils.checkpoint import save_checkpoint
+from utils.inference import dehaze
+from utils.pictures import CAPTION_HEIGHT, GAP
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,8 +46,15 @@ def test_example_notebook_executes(real_hazy, tmp_path, monkeypatch):
     outputs = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs]
     text = "".join(output.get("text", "") for output in outputs)
     assert "mixcl-t: " in text and "dehazed 200×150" in text
-    picture = outputs[-1]["data"]["image/png"]  # the comparison, displayed by the last cell
-    assert len(picture) > 1000
+    # the comparison displayed by the last cell: the photo, then what `dehaze` makes of it in this process
+    picture = np.asarray(Image.open(io.BytesIO(base64.b64decode(outputs[-1]["data"]["image/png"]))).convert("RGB"))
+    hazy = np.asarray(Image.open(photo).convert("RGB"))
+    clear = dehaze(load_model(tmp_path / "mixcl-t.pt"), hazy, label="outdoor")
+    assert picture.shape == (150 + CAPTION_HEIGHT, 2 * 200 + GAP, 3)
+    assert np.array_equal(picture[:150, :200], hazy)
+    difference = np.abs(picture[:150, 200 + GAP:].astype(int) - clear).max()
+    # measured 0 (AVX-512 and AVX2): the kernel and this process agree; the photo itself is 15 levels away on average
+    assert difference <= 1, difference
 
 
 def test_onnx_export_matches_pytorch(tmp_path):

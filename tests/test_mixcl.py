@@ -12,7 +12,7 @@ from PIL import Image
 import test as test_script
 import train
 from datasets import attach_prior
-from datasets.build import prior_cache_path
+from datasets.build import build_training_sets, prior_cache_path
 from datasets.prior import compute_prior_cache, ensure_prior_cache, image_prior, text_prior
 from models import build_model, load_model
 from models import clip_prior
@@ -93,13 +93,26 @@ def test_attention_equals_the_materialised_computation(shape):
 
 def test_fusion_variants_and_label_prior():
     x = torch.rand(2, 3, 44, 36) * 2 - 1
-    concat, add = build_model("mixcl-t"), build_model("mixcl-t", fusion="add")
+    concat, add = build_model("mixcl-t"), build_model("mixcl-t", fusion="add").eval()
     assert concat.backbone.stem.in_channels == 6 and add.backbone.stem.in_channels == 3
     labels = build_model("mixcl-t", num_labels=2, text_dim=16).eval()
+    text = torch.randn(2, 512)
     with torch.no_grad():
-        assert add.eval()(x, torch.randn(2, 512)).shape == x.shape
+        # "add": the backbone's stem takes image + attention(image, text), on the reflect-padded 44×40 image
+        padded = F.pad(x, (0, 4, 0, 0), mode="reflect")
+        stem_input = padded + _materialised_attention(add.fusion, padded, text)
+        manual = add.backbone.apply_gain_bias(padded, add.backbone.forward_features(stem_input))[..., :44, :36]
+        output = add(x, text)
         a, b = labels(x, torch.tensor([0, 1])), labels(x, torch.tensor([1, 1]))
-    assert torch.equal(a[1], b[1]) and not torch.equal(a[0], b[0])  # the label changes the output
+        # the `labels` prior is a learned text feature: the same network fed the embedding rows directly
+        plain = build_model("mixcl-t", text_dim=16).eval()
+        plain.load_state_dict({k: v for k, v in labels.state_dict().items() if not k.startswith("label_embedding")})
+        fed = plain(x, labels.label_embedding.weight[[0, 1]])
+    # measured 4e-7 (AVX-512 and AVX2); leaving the fusion out changes the output by 0.21
+    assert (output - manual).abs().max() <= 1e-5
+    assert torch.equal(a, fed)
+    assert torch.equal(a[1], b[1])  # each image gets its own label
+    assert (a[0] - b[0]).abs().mean() > 1e-3  # the label changes the output: measured 9.3e-3 (AVX-512 and AVX2)
     with pytest.raises(ValueError, match="fusion must be one of"):
         build_model("mixcl-t", fusion="multiply")
 
@@ -132,8 +145,9 @@ def test_prior_modes():
 def test_single_image_prior_on_the_fly(tiny_clip, reside_samples):
     image = Image.open(sorted((reside_samples / "hazy").iterdir())[0])
     feature = image_prior(tiny_clip, image)
-    assert feature.shape == (1, 32)
-    assert any(torch.equal(feature[0], row) for row in tiny_clip.text_features)
+    probabilities = tiny_clip.probabilities([image.convert("RGB")])
+    assert probabilities[0].max() > 0.9  # a clear class (measured 0.9935), so the arg-max is not a near tie
+    assert feature.shape == (1, 32) and torch.equal(feature[0], tiny_clip.text_features[probabilities.argmax()])
 
 
 def test_cache_round_trip_and_stale_detection(tiny_clip, tmp_path, capsys):
@@ -199,7 +213,16 @@ def test_training_with_each_prior_mode(mode, tiny_clip_weights, tmp_path):
     checkpoint = load_checkpoint(tmp_path / "run" / "last.pt")
     assert checkpoint["model_args"] == ({"num_labels": 2} if mode == "labels" else {"text_dim": 32})
     model = load_model(tmp_path / "run" / "last.pt")
-    assert model.prior_config["mode"] == mode and np.isfinite(history[-1]["psnr"])
+    assert model.prior_config["mode"] == mode
+    # the logged validation PSNR, recomputed from last.pt image by image in float64
+    (val_set,), _ = attach_prior(config.prior, [build_training_sets(config.data)[1]])
+    values = []
+    with torch.no_grad():
+        for item in (val_set[i] for i in range(len(val_set))):
+            output = model(item["hazy"][None], torch.as_tensor(item["prior"])[None])[0].clamp(-1, 1).double()
+            values.append(10 * np.log10(4 / (output - item["gt"].double()).square().mean().item()))  # [-1, 1]: /2
+    # measured gaps ≤ 2e-7 dB (AVX-512 and AVX2; batch of 4 there, 1 here) at 15.1–15.2 dB
+    assert len(values) == 32 and abs(np.mean(values) - history[-1]["psnr"]) <= 1e-4
 
 
 def test_model_and_prior_must_fit(tmp_path, tiny_clip_weights):

@@ -26,8 +26,9 @@ def test_niqe_agrees_with_the_basicsr_port_of_the_matlab_release(real_hazy):
     median 0.005%."""
     differences = {key: abs(niqe(shared_image(real_hazy, key)) / value - 1) for key, value in REFERENCE.items()}
     assert len(differences) == 31  # 21 real hazy photos, 5 RESIDE hazy and their 5 clear images
-    assert max(differences.values()) < 0.01, max(differences.items(), key=lambda kv: kv[1])
-    assert np.median(list(differences.values())) < 1e-3
+    # measured 0.0093 (indoor.jpg; AVX-512 and AVX2); ±1-ulp noise in the Gaussian filtering moves it to 0.013
+    assert max(differences.values()) < 0.03, max(differences.items(), key=lambda kv: kv[1])
+    assert np.median(list(differences.values())) < 1e-3  # measured 5.1e-5; 1e-4 with the 1-ulp noise
 
 
 def test_niqe_input_checks():
@@ -44,8 +45,10 @@ def test_brisque_agrees_with_the_brisque_package(real_hazy):
     regions its round-off makes exact zeros tiny negatives; that shifts its one-sided variances slightly."""
     differences = {key: abs(brisque(shared_image(real_hazy, key)) - value) for key, value in BRISQUE_REFERENCE.items()}
     assert len(differences) == 32  # 22 real hazy photos, 5 RESIDE hazy and their 5 clear images
-    assert max(differences.values()) < 1.0, max(differences.items(), key=lambda kv: kv[1])
-    assert np.median(list(differences.values())) < 1e-2
+    # measured 0.654 (test6.jpg; AVX-512 and AVX2); ±1-ulp noise in the Gaussian filtering moves the largest
+    # difference to 1.6–2.5 points (the sign classification above amplifies it)
+    assert max(differences.values()) < 4.0, max(differences.items(), key=lambda kv: kv[1])
+    assert np.median(list(differences.values())) < 1e-2  # measured 1.2e-4; 1.7e-4 with the 1-ulp noise
 
 
 def test_brisque_prefers_a_clean_photo_to_its_noisy_and_blurred_copies(real_hazy):
@@ -74,7 +77,8 @@ def test_dark_channel_matches_a_direct_computation(reside_samples):
     image = read_image(sorted((reside_samples / "hazy").iterdir())[0])
     expected = minimum_filter(image.min(axis=2), size=15, mode="nearest")
     assert np.allclose(dark_channel(image), expected, atol=1e-7)
-    assert dark_channel((image * 255).round().astype(np.uint8)).max() <= 1.0
+    image8 = (image * 255).round().astype(np.uint8)
+    assert np.allclose(dark_channel(image8), dark_channel(image8 / np.float32(255)), rtol=0, atol=1e-7)  # uint8 is read as /255
 
 
 def test_real_haze_evaluation_script(real_hazy, tmp_path):
