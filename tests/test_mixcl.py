@@ -252,7 +252,13 @@ def test_paired_training_and_test_script_use_the_prior_cache(tiny_clip_weights, 
     assert cache.is_file() and torch.load(cache, weights_only=True)["names"] == [f"{i:02d}.png" for i in range(6)]
     args = test_script.parse_args(["--checkpoint", str(tmp_path / "run" / "best.pt"), "--data", str(data),
                                    "--out", str(tmp_path / "results"), "--no-images"])
-    assert test_script.run(args)["images"] == 2
-    assert prior_cache_path(PriorConfig(**prior), data).is_file()
+    summary = test_script.run(args)
+    assert summary["images"] == 2
+    test_cache = torch.load(prior_cache_path(PriorConfig(**prior), data), weights_only=True)
     (wrapped,), args = attach_prior(PriorConfig(**prior), [test_script.build_test_set(data)])
     assert wrapped[0]["prior"].shape == (32,) and args == {"text_dim": 32}
+    # without a domain_labels.csv the per-domain rows follow the CLIP prior's class, and say so
+    classes = [PriorConfig(**prior).classes[i] for i in test_cache["probabilities"].argmax(1).tolist()]
+    assert [wrapped[i]["domain"] for i in range(2)] == classes
+    assert summary["domain_source"].startswith("the CLIP prior's class")
+    assert {d: s["images"] for d, s in summary["by_domain"].items()} == {c: classes.count(c) for c in set(classes)}
