@@ -1,13 +1,13 @@
-"""Dehaze a folder of real hazy photos (no ground truth, any sizes) and judge input and output by
-no-reference quality: NIQE and BRISQUE (lower = more natural) and dark-channel haze density (lower = less
-haze).
+"""Dehaze real hazy photos (no ground truth, any sizes) and judge input and output by no-reference quality:
+NIQE and BRISQUE (lower = more natural) and dark-channel haze density (lower = less haze).
 
-    python evaluate_real.py --checkpoint runs/demo/mixcl-t/best.pt --images ../shared/data/real_hazy --label outdoor
-    python evaluate_real.py --checkpoint runs/reside6k/ka-net/best.pt --images data/RTTS --max-side 1024
+    python evaluate_real.py --checkpoint runs/demo/mixcl-t/best.pt ../shared/data/real_hazy --label outdoor --compare
+    python evaluate_real.py --checkpoint runs/reside6k/ka-net/best.pt data/RTTS --max-side 1024
 
-Writes to --out: outputs/<stem>.png (the dehazed photos), comparisons/<stem>.jpg (input | output, scores
-printed under each), per_image.csv, summary.json. MixCL checkpoints get their language prior as they were
-trained: CLIP on each photo (clip, clip-soft), or the class given by --label (labels).
+Writes to --out (default results/<run>/real): outputs/<stem>.png (the dehazed photos), per_image.csv,
+summary.json and, with --compare, comparisons/<stem>.jpg (input | output, scores printed under each). MixCL
+checkpoints get their language prior as they were trained: CLIP on each photo, or the class given by --label
+(one for all) or --labels (per photo). Every photo is checked before the first is dehazed.
 """
 from __future__ import annotations
 
@@ -18,61 +18,55 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
-from datasets.paired import DatasetError
-from models import load_model
-from utils.cli import run_reporting_user_errors
-from utils.image import is_image_file, read_image, to_uint8, write_image
-from utils.inference import Dehazer
-from utils.pictures import side_by_side
-from utils.no_reference import NIQE_BLOCK, brisque, haze_density, niqe
+from utils.cli import (
+    add_inference_arguments,
+    add_model_arguments,
+    output_paths,
+    run_name,
+    run_reporting_user_errors,
+    script_parser,
+)
+from utils.image import ImageError, check_image, find_images, read_image, to_uint8, write_image
 
-SCORES = {"niqe": niqe, "brisque": brisque, "haze_density": haze_density}
 LABELS = {"niqe": "NIQE", "brisque": "BRISQUE", "haze_density": "haze density"}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", type=Path, required=True)
-    parser.add_argument("--model", help="model name, for official checkpoints")
-    parser.add_argument("--images", type=Path, required=True, help="folder of hazy photos")
-    parser.add_argument("--out", type=Path, help="output folder (default: results/real/<checkpoint name>)")
-    parser.add_argument("--label", help="the class to condition on, for MixCL checkpoints trained with the labels prior")
+    parser = script_parser(__doc__)
+    parser.add_argument("inputs", nargs="+", help="hazy photos: files, folders or glob patterns (quote them)")
+    add_model_arguments(parser)
+    add_inference_arguments(parser)
     parser.add_argument("--max-side", type=int, help="shrink larger photos to this longest side first (speed)")
+    parser.add_argument("--out", type=Path, help="output folder (default: results/<run>/real)")
+    parser.add_argument("--compare", action="store_true", help="also write input | output comparisons with their scores")
     return parser.parse_args(argv)
 
 
-def check_photos(paths: list[Path], max_side: int | None) -> None:
-    """Every photo opens and is large enough for NIQE (two 96×96 blocks) — checked before the first one is
+def check_photos(paths: list[Path], max_side: int | None, block: int) -> None:
+    """Every photo decodes and is large enough for NIQE (two blocks by one) — checked before the first one is
     dehazed, with all problems listed."""
     problems = []
     for path in paths:
-        try:
-            with Image.open(path) as image:
-                width, height = image.size
-        except OSError as e:
-            problems.append(f"{path}: cannot be read ({e})")
+        size, problem = check_image(path)
+        if problem:
+            problems.append(f"{path}: {problem}")
             continue
+        width, height = size
         scale = min(1.0, max_side / max(width, height)) if max_side else 1.0
         short, long = sorted((round(width * scale), round(height * scale)))
-        if short < NIQE_BLOCK or long < 2 * NIQE_BLOCK:
+        if short < block or long < 2 * block:
             problems.append(f"{path}: {width}×{height}{' after --max-side' if scale < 1 else ''} is too small for NIQE "
-                            f"(needs {2 * NIQE_BLOCK}×{NIQE_BLOCK})")
+                            f"(needs {2 * block}×{block})")
     if problems:
-        raise DatasetError(f"{len(problems)} problem(s) in {paths[0].parent}:\n  " + "\n  ".join(problems))
+        raise ImageError(f"{len(problems)} problem(s):\n  " + "\n  ".join(problems))
 
 
-def read_photo(path: Path, max_side: int | None) -> np.ndarray:
-    try:
-        image = read_image(path)
-    except OSError as e:  # the message names the file
-        raise DatasetError(str(e)) from None
+def shrink(image: np.ndarray, max_side: int | None) -> np.ndarray:
     if max_side and max(image.shape[:2]) > max_side:
         scale = max_side / max(image.shape[:2])
-        size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
-        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        image = cv2.resize(image, (round(image.shape[1] * scale), round(image.shape[0] * scale)), interpolation=cv2.INTER_AREA)
     return image
 
 
@@ -81,46 +75,60 @@ def caption(title: str, scores: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> dict:
-    if not args.images.is_dir():
-        raise DatasetError(f"{args.images}: no such folder")
-    paths = sorted(p for p in args.images.iterdir() if is_image_file(p))
-    if not paths:
-        raise DatasetError(f"{args.images}: no images")
-    check_photos(paths, args.max_side)
+    # PyTorch loads here, after the arguments are parsed: --help answers at once
+    from inference import Dehazer
+    from metrics.no_reference import NIQE_BLOCK, brisque, haze_density, niqe
+    from models import load_model
+    from utils.pictures import side_by_side
+
+    scores_of = {"niqe": niqe, "brisque": brisque, "haze_density": haze_density}
+    paths = find_images(args.inputs)
+    out = args.out or Path("results") / run_name(args.checkpoint) / "real"
+    outputs = output_paths(paths, out / "outputs", ".png")
+    comparisons = output_paths(paths, out / "comparisons", ".jpg") if args.compare else {}
+    check_photos(paths, args.max_side, NIQE_BLOCK)
     model = load_model(args.checkpoint, args.model)
-    dehazer = Dehazer(model, label=args.label)
-    out = args.out or Path("results") / "real" / args.checkpoint.stem
+    dehazer = Dehazer(model, device=args.device, amp=args.amp, label=args.label, labels=args.labels, tile=args.tile,
+                      overlap=args.overlap)
     rows = []
     for path in tqdm(paths, desc="dehaze", dynamic_ncols=True):
-        hazy = read_photo(path, args.max_side)
-        hazy8 = to_uint8(hazy)
-        output8 = dehazer(hazy8)
-        hazy_scores = {name: score(hazy8) for name, score in SCORES.items()}
-        output_scores = {name: score(output8) for name, score in SCORES.items()}
-        write_image(out / "outputs" / f"{path.stem}.png", output8)
-        write_image(out / "comparisons" / f"{path.stem}.jpg",
-                    side_by_side([hazy8, output8], [caption("input", hazy_scores), caption("output", output_scores)]))
+        hazy8 = to_uint8(shrink(read_image(path), args.max_side))
+        output8 = dehazer(hazy8, path.name)
+        hazy_scores = {name: score(hazy8) for name, score in scores_of.items()}
+        output_scores = {name: score(output8) for name, score in scores_of.items()}
+        write_image(outputs[path], output8)
+        if args.compare:
+            write_image(comparisons[path], side_by_side([hazy8, output8], [caption("input", hazy_scores),
+                                                                            caption("output", output_scores)]))
         rows.append({"name": path.name, "width": hazy8.shape[1], "height": hazy8.shape[0],
                      **{f"input_{k}": v for k, v in hazy_scores.items()},
                      **{f"output_{k}": v for k, v in output_scores.items()}})
+    summary = {"model": model.model_name, "checkpoint": str(args.checkpoint), "images": len(rows)}
+    for name in scores_of:
+        summary[f"input_{name}"] = sum(r[f"input_{name}"] for r in rows) / len(rows)
+        summary[f"output_{name}"] = sum(r[f"output_{name}"] for r in rows) / len(rows)
+        summary[f"{name}_lowered"] = sum(r[f"output_{name}"] < r[f"input_{name}"] for r in rows)
+    report(rows, summary, out)
+    return summary
 
+
+def report(rows: list[dict], summary: dict, out: Path) -> None:
+    """per_image.csv, summary.json and the printed summary."""
     with open(out / "per_image.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    summary = {"model": model.model_name, "checkpoint": str(args.checkpoint), "images": len(rows)}
-    for name in SCORES:
-        summary[f"input_{name}"] = float(np.mean([r[f"input_{name}"] for r in rows]))
-        summary[f"output_{name}"] = float(np.mean([r[f"output_{name}"] for r in rows]))
-        summary[f"{name}_lowered"] = sum(r[f"output_{name}"] < r[f"input_{name}"] for r in rows)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"{summary['model']} on {len(rows)} photos of {args.images}")
-    for name in SCORES:
+    print(f"{summary['model']} on {summary['images']} photos")
+    for name in LABELS:
         print(f"  {LABELS[name]:13s} input {summary[f'input_{name}']:.3f}  output {summary[f'output_{name}']:.3f}"
               f"  (lower on {summary[f'{name}_lowered']})")
     print(f"  written to {out}")
-    return summary
+
+
+def main(argv=None) -> dict:
+    return run(parse_args(argv))
 
 
 if __name__ == "__main__":
-    run_reporting_user_errors(run, parse_args())
+    run_reporting_user_errors(main)

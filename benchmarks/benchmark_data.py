@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from datasets import PairedAugment, PairedImageDataset, validate_paired_folder  # noqa: E402
-from utils.image import read_image  # noqa: E402
+from datasets import PairedAugment, PairedImageDataset, validate_paired_folder
+from utils.image import read_image
 
 
 def main() -> None:

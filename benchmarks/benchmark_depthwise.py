@@ -9,16 +9,12 @@ Median of --repeats calls after one warm-up, same process; prints a Markdown tab
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-from benchmarks.benchmark_models import machine, median_seconds  # noqa: E402
-from models.layers import DilatedDepthwiseConv2d  # noqa: E402
-from models.mixdehazenet import WIDTHS  # noqa: E402
+from benchmarks.benchmark_models import machine, median_seconds
+from models.layers import DilatedDepthwiseConv2d
+from models.mixdehazenet import WIDTHS
 
 
 def main() -> None:
@@ -38,12 +34,12 @@ def main() -> None:
         for kernel_size in (7, 5, 3):
             conv = DilatedDepthwiseConv2d(dim, kernel_size, dilation=3, padding_mode="reflect")
             with torch.no_grad():
-                forward = median_seconds(lambda: conv(x), device, args.repeats)
+                forward = median_seconds(lambda conv=conv, x=x: conv(x), device, args.repeats)
             times = {}
             for fast in (False, True):
                 conv.fast_cpu_backward = fast
                 conv(x).backward(grad)  # warm-up
-                times[fast] = median_seconds(lambda: conv(x).backward(grad), device, args.repeats)
+                times[fast] = median_seconds(lambda conv=conv, x=x, grad=grad: conv(x).backward(grad), device, args.repeats)
             print(f"| {dim}×{size}×{size} | {kernel_size}×{kernel_size}, 3 | {forward * 1e3:.1f} | "
                   f"{times[False] * 1e3:.1f} | {times[True] * 1e3:.1f} | {times[False] / times[True]:.1f}× |", flush=True)
 

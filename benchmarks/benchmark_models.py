@@ -16,15 +16,12 @@ import multiprocessing as mp
 import platform
 import resource
 import statistics
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-from models import build_model  # noqa: E402
+from models import build_model
 
 
 def _sync(device: torch.device) -> None:
@@ -129,7 +126,8 @@ def main() -> None:
         h, w = (int(v) for v in size.lower().split("x"))
         for name in args.models:
             for task in args.tasks:
-                r = results[name, size, task] = measure_in_fresh_process(measure, task, name, h, w, batches[task], args.repeats, args.amp)
+                r = results[name, size, task] = measure_in_fresh_process(measure, task, name, h, w, batches[task],
+                                                                         args.repeats, args.amp)
                 print(f"| {name} | {h}×{w} | {task} | {batches[task]} | {r['images_per_second']:.2f} | "
                       f"{r['seconds'] * 1000:.0f} | {r['peak_gb']:.2f} | {r['above_start_gb']:.2f} |", flush=True)
     if len(args.models) > 1:

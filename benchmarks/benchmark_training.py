@@ -16,18 +16,14 @@ path) and fp16 with a GradScaler on CUDA unless --amp says so.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-from benchmarks.benchmark_models import _peak_memory_gb, machine, measure_in_fresh_process, median_seconds  # noqa: E402
-from models import build_model  # noqa: E402
-from models.layers import DilatedDepthwiseConv2d  # noqa: E402
-from utils.cpu_memory import keep_freed_memory  # noqa: E402
+from benchmarks.benchmark_models import _peak_memory_gb, machine, measure_in_fresh_process, median_seconds
+from models import build_model
+from models.layers import DilatedDepthwiseConv2d
+from utils.cpu_memory import keep_freed_memory
 
 # name: what differs from train.py's defaults (see above)
 SETTINGS = {

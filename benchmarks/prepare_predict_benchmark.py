@@ -10,16 +10,13 @@ Speed and memory do not depend on the weights' values, only on the architecture 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import cv2
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from models import build_model  # noqa: E402
-from utils.checkpoint import save_checkpoint  # noqa: E402
-from utils.image import read_image, write_image  # noqa: E402
+from models import build_model
+from utils.checkpoint import save_checkpoint
+from utils.image import read_image, write_image
 
 
 def main(argv=None) -> None:
@@ -27,7 +24,8 @@ def main(argv=None) -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--model", default="mixcl-s")
     parser.add_argument("--size", default="4000x3000", help="WIDTHxHEIGHT of the photo")
-    parser.add_argument("--photo", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data" / "real_hazy" / "canyon.png")
+    parser.add_argument("--photo", type=Path,
+                        default=Path(__file__).resolve().parents[2] / "shared" / "data" / "real_hazy" / "canyon.png")
     args = parser.parse_args(argv)
     width, height = (int(v) for v in args.size.lower().split("x"))
     prior = {"mode": "labels", "classes": ["indoor", "outdoor"]}

@@ -69,16 +69,18 @@ class HazeModel:
         if self.beta[0] < 0 or self.density_grid < 2:
             raise ValueError("haze model: beta must be ≥ 0 and density_grid ≥ 2")
 
-    def sample(self, rng: np.random.Generator) -> "HazeParameters":
+    def sample(self, rng: np.random.Generator) -> HazeParameters:
         """Draw the parameters of one image. Every value is drawn whether its factor is on or not (a disabled
         factor then gets its neutral value), so switching one factor leaves the others' draws unchanged."""
         def log_uniform(bounds):
             return float(np.exp(rng.uniform(np.log(bounds[0]), np.log(bounds[1]))))
 
         beta, density, airlight = rng.uniform(*self.beta), rng.uniform(*self.density_variation), rng.uniform(*self.airlight)
-        tint, gradient, angle = rng.uniform(-self.airlight_tint, self.airlight_tint, 3), rng.uniform(*self.airlight_gradient), rng.uniform(0, 2 * np.pi)
+        tint = rng.uniform(-self.airlight_tint, self.airlight_tint, 3)
+        gradient, angle = rng.uniform(*self.airlight_gradient), rng.uniform(0, 2 * np.pi)
         exposure, gamma = rng.uniform(*self.exposure), rng.uniform(*self.gamma)
-        motion, sigma, length, motion_angle = rng.random() < 0.5, rng.uniform(*self.defocus_sigma), rng.uniform(*self.motion_length), rng.uniform(0, 180)
+        motion, sigma = rng.random() < 0.5, rng.uniform(*self.defocus_sigma)
+        length, motion_angle = rng.uniform(*self.motion_length), rng.uniform(0, 180)
         shot, read = log_uniform(self.shot_noise), log_uniform(self.read_noise)
         quality = int(rng.integers(self.jpeg_quality[0], self.jpeg_quality[1] + 1))
         density_seed, noise_seed = (int(v) for v in rng.integers(2 ** 31, size=2))
@@ -102,7 +104,8 @@ class HazeModel:
             jpeg_quality=quality if self.jpeg else None,
         )
 
-    def synthesize(self, clear: np.ndarray, depth: np.ndarray | None, rng: np.random.Generator) -> tuple[np.ndarray, "HazeParameters"]:
+    def synthesize(self, clear: np.ndarray, depth: np.ndarray | None,
+                   rng: np.random.Generator) -> tuple[np.ndarray, HazeParameters]:
         """(hazy image, the parameters drawn for it); `depth` None uses `vertical_depth_proxy`."""
         params = self.sample(rng)
         return apply(clear, depth, params), params

@@ -3,8 +3,9 @@
     <root>/GT/<name>     clear image
     <root>/hazy/<name>   hazy image of the same scene, same file name, same size
 
-`validate_paired_folder` checks every pair before training starts, so that a bad file is reported at
-minute zero with its name instead of killing an epoch hours later.
+`validate_paired_folder` checks every pair before training starts, decoding each file with the reader the
+loader uses (utils/image.py), so that a bad file is reported at minute zero with its name instead of killing
+an epoch hours later or training silently on garbage.
 """
 from __future__ import annotations
 
@@ -14,10 +15,10 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from PIL import Image
 from torch.utils.data import Dataset
 
-from utils.image import is_image_file, read_image, to_tensor
+from utils.cli import UserError
+from utils.image import check_image, is_image_file, read_image, to_tensor
 
 from .transforms import PairedAugment, center_crop
 
@@ -25,37 +26,22 @@ CLEAR_DIR, HAZY_DIR = "GT", "hazy"
 Mode = Literal["train", "valid", "test"]
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """A dataset failed validation; the message lists every problem with its file."""
 
 
 def _list_images(folder: Path) -> set[str]:
-    return {p.name for p in folder.iterdir() if p.is_file() and is_image_file(p)}
-
-
-def _inspect_image(path: Path) -> tuple[tuple[int, int] | None, str | None]:
-    """Return ((width, height), None) for a readable RGB image, else (None, problem)."""
-    try:
-        with Image.open(path) as im:
-            mode = im.mode
-            im.load()  # full decode: catches truncated and corrupt files
-            size = im.size
-    except Exception as e:  # PIL raises OSError, SyntaxError, ValueError… for broken files
-        return None, f"unreadable or truncated image ({e})"
-    if mode in ("L", "LA", "1", "I", "I;16", "F"):
-        return None, f"grayscale image (mode {mode}); expected 3-channel RGB"
-    if mode in ("RGBA", "PA", "P") and (mode != "P" or "transparency" in im.info):
-        return None, f"image with an alpha channel (mode {mode}); expected 3-channel RGB"
-    if mode not in ("RGB", "P"):
-        return None, f"unsupported colour mode {mode}; expected 3-channel RGB"
-    return size, None
+    """Image names in `folder`, broken links included (they are reported, not skipped)."""
+    return {p.name for p in folder.iterdir() if is_image_file(p) and not p.is_dir()}
 
 
 def validate_paired_folder(root: Path | str, min_size: int | None = None, workers: int = 8) -> list[str]:
     """Check a paired folder and return its sorted pair names; raise DatasetError listing every problem.
 
-    Checks: both sub-folders exist, every image has its partner, every image decodes fully as RGB,
-    hazy and clear sizes agree, and (with `min_size`) each image is at least min_size on both sides.
+    Checks: both sub-folders exist, every image has its partner, every image decodes fully with the project's
+    reader (utils/image.py: orientation applied, JPEGs decoded strictly), hazy and clear sizes agree after
+    orientation, and (with `min_size`) each image is at least min_size on both sides. Pairs whose files are
+    both unusable (e.g. broken links) are reported too, never dropped.
     """
     root = Path(root)
     clear_dir, hazy_dir = root / CLEAR_DIR, root / HAZY_DIR
@@ -70,8 +56,8 @@ def validate_paired_folder(root: Path | str, min_size: int | None = None, worker
         raise DatasetError(f"{root} holds no image pairs")
 
     paths = [p for n in names for p in (clear_dir / n, hazy_dir / n)]
-    with ThreadPoolExecutor(workers) as pool:  # PIL decodes outside the GIL
-        results = dict(zip(paths, pool.map(_inspect_image, paths)))
+    with ThreadPoolExecutor(workers) as pool:  # OpenCV and simplejpeg decode outside the GIL
+        results = dict(zip(paths, pool.map(check_image, paths)))
     for name in names:
         (clear_size, clear_problem), (hazy_size, hazy_problem) = results[clear_dir / name], results[hazy_dir / name]
         problems += [f"{p}: {msg}" for p, msg in ((clear_dir / name, clear_problem), (hazy_dir / name, hazy_problem)) if msg]

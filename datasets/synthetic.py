@@ -13,7 +13,7 @@ levels of the classic model (I = J·t + A·(1 − t)), so that test figures stay
 """
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import cv2
@@ -45,7 +45,7 @@ def _depth_from_disparity(disparity: np.ndarray) -> np.ndarray:
     return ((depth - depth.min()) / (depth.max() - depth.min())).astype(np.float32)
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_photo(name: str, short_side: int) -> tuple[np.ndarray, np.ndarray]:
     """(clear H×W×3 float32 in [0, 1], depth H×W in [0, 1]), resized so that the shorter side is `short_side`."""
     if name.startswith("motorcycle"):

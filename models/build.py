@@ -3,9 +3,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
 import torch.nn as nn
 
-from utils.checkpoint import is_project_checkpoint, load_checkpoint
+from utils.checkpoint import CheckpointError, is_project_checkpoint, load_checkpoint
 
 from .registry import canonical_name, create_model
 
@@ -19,15 +20,20 @@ def build_model(name: str, checkpoint: Path | str | None = None, **kwargs) -> nn
 
 
 def load_model(checkpoint: Path | str, name: str | None = None) -> nn.Module:
-    """The network stored in `checkpoint`, in eval mode. This project's checkpoints name their model and
+    """The network stored in `checkpoint`, in eval mode (a CheckpointError says why it cannot be loaded). This
+    project's checkpoints name their model and
     its arguments (and set `model.prior_config`); for an official checkpoint pass `name` (e.g. "mixdehazenet-s")."""
     contents = load_checkpoint(checkpoint)
     if is_project_checkpoint(contents):
-        name = name or contents["model_name"]
+        if name is not None and canonical_name(name) != canonical_name(contents["model_name"]):
+            raise CheckpointError(f"{checkpoint} holds a {contents['model_name']!r} model, not {name!r} (drop --model: "
+                                  f"this project's checkpoints name their model)")
+        name = contents["model_name"]
         model = create_model(name, **contents.get("model_args", {}))
         model.prior_config = contents.get("config", {}).get("prior")  # how its training data got their prior
     elif name is None:
-        raise ValueError(f"{checkpoint} is not a checkpoint of this project: pass the model name it holds")
+        raise CheckpointError(f"{checkpoint} is not a checkpoint of this project: pass the model it holds with --model "
+                              f"(model name in Python), e.g. mixdehazenet-s")
     else:
         model = create_model(name)
     load_weights(model, name, contents, source=checkpoint)
@@ -43,15 +49,20 @@ def load_weights(model: nn.Module, name: str, contents: dict[str, Any], source: 
     """
     if is_project_checkpoint(contents):
         if canonical_name(contents["model_name"]) != canonical_name(name):
-            raise ValueError(f"{source} holds a {contents['model_name']!r} model, not {name!r}")
+            raise CheckpointError(f"{source} holds a {contents['model_name']!r} model, not {name!r} (drop --model: "
+                                  f"this project's checkpoints name their model)")
         state_dict = contents.get("ema", contents["model"])  # the moving average, when training kept one
     else:
         state_dict = next((contents[k] for k in ("state_dict", "model") if isinstance(contents.get(k), dict)), contents)
-        convert = getattr(model, "convert_checkpoint", None)
-        if convert is not None:
-            state_dict = convert(state_dict)
-    missing, unexpected = model.load_state_dict(state_dict, strict=False)
+    convert = None if is_project_checkpoint(contents) else getattr(model, "convert_checkpoint", None)
+    try:
+        if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
+            raise KeyError("no state dict of tensors in it")
+        state_dict = convert(state_dict) if convert is not None else state_dict
+        missing, unexpected = model.load_state_dict(state_dict, strict=False)
+    except (KeyError, RuntimeError) as e:  # unknown official names, or tensors of the wrong shape
+        raise CheckpointError(f"{source} does not hold {name!r} weights ({' '.join(str(e).split())[:300]})") from None
     if missing or unexpected:
-        raise ValueError(f"{source} does not fit {name!r}: "
-                         f"missing {missing[:5]}{'…' if len(missing) > 5 else ''}, "
-                         f"unexpected {unexpected[:5]}{'…' if len(unexpected) > 5 else ''}")
+        raise CheckpointError(f"{source} does not hold {name!r} weights: missing {len(missing)} "
+                              f"({', '.join(missing[:3])}{'…' if len(missing) > 3 else ''}), unexpected {len(unexpected)} "
+                              f"({', '.join(unexpected[:3])}{'…' if len(unexpected) > 3 else ''})")

@@ -9,8 +9,8 @@ text feature of each class, as the seed computes them (SPEC section 3):
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import huggingface_hub
 import open_clip
@@ -90,7 +90,7 @@ class ClipPrior:
     @classmethod
     def load(cls, model_name: str = DEFAULT_MODEL, pretrained: str = DEFAULT_PRETRAINED,
              classes: Sequence[str] = DEFAULT_CLASSES, template: str = DEFAULT_TEMPLATE,
-             device: torch.device | str = "cpu") -> "ClipPrior":
+             device: torch.device | str = "cpu") -> ClipPrior:
         weights, options = resolve_weights(model_name, pretrained)
         model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=weights, device=device, **options)
         return cls(model, preprocess, open_clip.get_tokenizer(model_name), classes, template,

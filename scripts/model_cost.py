@@ -11,15 +11,11 @@ normalisation and pooling are not counted, so counters that include BatchNorm an
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from models import build_model, list_models  # noqa: E402
+from models import build_model, list_models
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from utils.cli import run_reporting_user_errors  # noqa: E402
-from utils.config import ConfigError  # noqa: E402
-from utils.statistics import mean_and_std  # noqa: E402
+from metrics.statistics import mean_and_std
+from utils.cli import run_reporting_user_errors
+from utils.config import ConfigError
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -13,22 +13,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+import yaml
+from tqdm import tqdm
 
-import numpy as np  # noqa: E402
-import yaml  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from datasets import validate_paired_folder  # noqa: E402
-from datasets.haze_model import HazeModel  # noqa: E402
-from datasets.paired import CLEAR_DIR, HAZY_DIR  # noqa: E402
-from datasets.synthetic import CleanImageFolder  # noqa: E402
-from utils.cli import run_reporting_user_errors  # noqa: E402
-from utils.config import ConfigError  # noqa: E402
-from utils.image import write_image  # noqa: E402
+from datasets import validate_paired_folder
+from datasets.haze_model import HazeModel
+from datasets.paired import CLEAR_DIR, HAZY_DIR
+from datasets.synthetic import CleanImageFolder
+from utils.cli import run_reporting_user_errors
+from utils.config import ConfigError
+from utils.image import write_image
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -3,8 +3,15 @@ import numpy as np
 import pytest
 import torch
 
-from datasets import (DatasetError, PairedAugment, PairedImageDataset, SeededSampler, SyntheticHazeDataset,
-                      holdout_split, validate_paired_folder)
+from datasets import (
+    DatasetError,
+    PairedAugment,
+    PairedImageDataset,
+    SeededSampler,
+    SyntheticHazeDataset,
+    holdout_split,
+    validate_paired_folder,
+)
 from datasets.synthetic import TEST_HAZE, TEST_PHOTOS, add_haze, load_photo
 from utils.image import read_image
 
@@ -42,7 +49,7 @@ def test_missing_partner_is_reported(tmp_path):
 
 def test_unreadable_image_is_reported(tmp_path):
     message = _problem(tmp_path, lambda root: (root / "hazy" / "02.png").write_bytes(b"not an image"))
-    assert "hazy/02.png: unreadable or truncated image" in message
+    assert "hazy/02.png: cannot be decoded as an image" in message
 
 
 def test_truncated_image_is_reported(tmp_path):
@@ -51,17 +58,18 @@ def test_truncated_image_is_reported(tmp_path):
         _write(path, np.random.default_rng(1).integers(0, 256, (40, 48, 3), dtype=np.uint8))
         _write(root / "hazy" / "03.jpg", np.zeros((40, 48, 3), np.uint8))
         path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
-    assert "GT/03.jpg: unreadable or truncated image" in _problem(tmp_path, truncate)
+    assert "GT/03.jpg: damaged or truncated JPEG (Premature end of JPEG file)" in _problem(tmp_path, truncate)
 
 
-def test_grayscale_and_alpha_images_are_reported(tmp_path):
+def test_transparent_images_are_reported_grayscale_and_opaque_alpha_are_read(tmp_path):
     def recolour(root):
-        _write(root / "hazy" / "00.png", np.zeros((40, 48), np.uint8))
-        _write(root / "GT" / "01.png", np.zeros((40, 48, 4), np.uint8))
+        _write(root / "hazy" / "00.png", np.full((40, 48), 77, np.uint8))                   # grayscale: gray RGB
+        _write(root / "GT" / "01.png", np.dstack([np.zeros((40, 48, 3), np.uint8), np.full((40, 48), 255, np.uint8)]))
+        _write(root / "GT" / "02.png", np.zeros((40, 48, 4), np.uint8))                     # alpha 0: transparent
     message = _problem(tmp_path, recolour)
-    assert "hazy/00.png: grayscale image" in message
-    assert "GT/01.png: image with an alpha channel" in message
-    assert "2 problem(s)" in message
+    assert "GT/02.png: has transparent pixels" in message and "1 problem(s)" in message
+    assert np.array_equal(read_image(tmp_path / "hazy" / "00.png"), np.full((40, 48, 3), np.float32(77) / 255))
+    assert np.array_equal(read_image(tmp_path / "GT" / "01.png"), np.zeros((40, 48, 3), np.float32))
 
 
 def test_size_mismatch_is_reported(tmp_path):
@@ -108,7 +116,9 @@ def test_augmentation_keeps_pairs_aligned_and_edge_decay_reaches_borders():
     assert all(np.array_equal(a + 1, b) for a, b in uniform)
     edge = PairedAugment(20, edge_decay=1.0)
     corners = [edge([image], rng)[0] for _ in range(300)]
-    touches = lambda crops: np.mean([c.min() % 80 in (0, 60) or c.min() // 80 in (0, 40) for c in crops])
+
+    def touches(crops):
+        return np.mean([c.min() % 80 in (0, 60) or c.min() // 80 in (0, 40) for c in crops])
     assert touches(corners) > touches([a for a, _ in uniform]) + 0.2
 
 

@@ -7,14 +7,15 @@ from pathlib import Path
 
 import nbformat
 import numpy as np
+import onnxruntime
 import pytest
 from nbclient import NotebookClient
 from PIL import Image
 from torch.utils.tensorboard import SummaryWriter
 
+from inference import dehaze
 from models import build_model, load_model
 from utils.checkpoint import save_checkpoint
-from utils.inference import dehaze
 from utils.pictures import CAPTION_HEIGHT, GAP
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,8 +42,9 @@ def test_example_notebook_executes(real_hazy, tmp_path, monkeypatch):
     monkeypatch.setenv("MIXCL_CHECKPOINT", str(tiny_mixcl_checkpoint(tmp_path / "mixcl-t.pt")))
     monkeypatch.setenv("MIXCL_PHOTO", str(photo))
     notebook = nbformat.read(ROOT / "examples" / "dehaze_a_photo.ipynb", as_version=4)
-    NotebookClient(notebook, timeout=300, kernel_name="python3",
-                   resources={"metadata": {"path": str(ROOT / "examples")}}).execute()
+    elsewhere = tmp_path / "elsewhere"  # not the repository: the notebook must not depend on where it runs
+    elsewhere.mkdir()
+    NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(elsewhere)}}).execute()
     outputs = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs]
     text = "".join(output.get("text", "") for output in outputs)
     assert "mixcl-t: " in text and "dehazed 200×150" in text
@@ -70,7 +72,6 @@ def test_onnx_export_matches_pytorch(tmp_path):
 
 
 def test_onnx_export_of_a_mixcl_network_takes_the_prior(tmp_path):
-    import onnxruntime
     export_onnx = load_script("export_onnx")
     checkpoint = tiny_mixcl_checkpoint(tmp_path / "mixcl-t.pt")
     assert export_onnx.export(export_onnx.parse_args(

@@ -11,11 +11,14 @@ import pytest
 from datasets import PairedImageDataset, validate_paired_folder
 from datasets.haze_model import HazeModel, HazeParameters, add_haze, apply, transmission_map
 from datasets.synthetic import SyntheticHazeDataset, load_photo
+from engine import check_config
 from utils.config import ConfigError, config_from_dict
 from utils.image import write_image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import synthesize_haze  # noqa: E402
+
+from datasets.synthetic import CleanImageFolder
 
 FACTORS = ("nonuniform_density", "coloured_airlight", "varying_airlight", "low_light", "blur", "noise", "jpeg")
 CLASSIC = {factor: False for factor in FACTORS}
@@ -124,7 +127,7 @@ def test_ranges_are_checked():
     with pytest.raises(ValueError, match="beta"):
         HazeModel(beta=(2.0, 1.0))
     with pytest.raises(ConfigError, match="data.haze"):
-        config_from_dict({"data": {"dataset": "synthetic", "haze": {"fog": True}}})
+        check_config(config_from_dict({"data": {"dataset": "synthetic", "haze": {"fog": True}}}))
     config = config_from_dict({"data": {"dataset": "synthetic", "haze": {"jpeg": False, "beta": [1.0, 3.0]}}})
     assert HazeModel(**config.data.haze).beta == (1.0, 3.0)
 
@@ -153,7 +156,6 @@ def test_dataset_script_writes_a_valid_reside_layout(tmp_path):
 
 
 def test_training_set_synthesises_from_a_clean_folder(tmp_path):
-    from datasets.synthetic import CleanImageFolder
     write_image(tmp_path / "a.png", load_photo("rocket", 70)[0])
     data = SyntheticHazeDataset("train", crop_size=64, samples_per_epoch=4, clean=CleanImageFolder(tmp_path, min_size=64))
     first, again = data[(0, 5)], data[(0, 5)]

@@ -5,13 +5,14 @@ import pytest
 import torch
 from PIL import Image
 
+import predict
+from inference import Dehazer, as_rgb_array, dehaze
+from inference.tiling import core_bounds, tile_starts, tiled_forward
+from metrics import psnr
 from models import build_model, list_models, load_model, model_class
 from models.mixdehazenet import ChannelAttention, EnhancedParallelAttention, SKFusion
 from utils.checkpoint import save_checkpoint
 from utils.image import read_image, to_tensor, to_uint8, to_unit_range
-from utils.inference import Dehazer, as_rgb_array, dehaze
-from utils.metrics import psnr
-from utils.tiling import core_bounds, tile_starts, tiled_forward
 
 PHOTOS = ("canyon.png", "test10.jpg", "man.png")
 
@@ -108,8 +109,10 @@ def test_dehaze_takes_and_returns_numpy_and_pil(real_hazy):
     assert output.dtype == np.uint8 and output.shape == photo.shape and np.array_equal(output, expected)
     pil = dehaze(net, Image.fromarray(photo).convert("RGBA"))
     assert isinstance(pil, Image.Image) and np.array_equal(np.asarray(pil), expected)
+    unit = photo / np.float32(255)  # float images (16-bit files read by utils.image.read_image) stay float
+    assert np.abs(dehaze(net, unit) - expected / np.float32(255)).max() <= 0.5 / 255 + 1e-6
     with pytest.raises(ValueError, match="uint8"):
-        as_rgb_array(photo.astype(np.float32))
+        as_rgb_array(photo.astype(np.float64))
     with pytest.raises(ValueError, match="H×W×3"):
         as_rgb_array(photo[..., 0])
 
@@ -121,12 +124,11 @@ def test_dehazer_tiles_above_the_pixel_limit_and_asks_for_a_missing_label(real_h
     whole = Dehazer(net, label="outdoor")
     tiled = Dehazer(net, label="outdoor", tile="auto", max_whole_pixels=64 * 64)
     assert np.abs(whole(photo).astype(int) - tiled(photo)).max() <= 2 and tiled.last_tiled and not whole.last_tiled
-    with pytest.raises(Exception, match=r"labels` prior: give the class with --label \(label= in Python\), one of"):
+    with pytest.raises(Exception, match=r"labels` prior: give each photo's class with --label or --labels \(label= in Python\)"):
         Dehazer(net)
 
 
 def test_predict_script(real_hazy, tmp_path):
-    import predict
     net = build_model("mixdehazenet-t").eval()
     save_checkpoint(tmp_path / "net.pt", {"model_name": "mixdehazenet-t", "model": net.state_dict()})
     photos = tmp_path / "photos"
@@ -138,7 +140,8 @@ def test_predict_script(real_hazy, tmp_path):
     Image.open(real_hazy / "test10.jpg").convert("RGB").resize((96, 72)).save(gt / "a.png")
     out = tmp_path / "out"
     written = predict.run(predict.parse_args([str(photos / "a.png"), "--checkpoint", str(tmp_path / "net.pt"),
-                                              "--out", str(out), "--compare", "--gt", str(gt), "--tile", "64", "--overlap", "16"]))
+                                              "--out", str(out), "--compare", "--gt", str(gt), "--tile", "64",
+                                              "--overlap", "16"]))
     assert written == [out / "a.png"]
     photo = np.asarray(Image.open(photos / "a.png"))
     assert np.abs(np.asarray(Image.open(out / "a.png")).astype(int) - dehaze(net, photo)).max() <= 2
@@ -149,7 +152,7 @@ def test_predict_script(real_hazy, tmp_path):
     written = predict.run(predict.parse_args([str(photos / "*.png"), str(photos), "--checkpoint",
                                               str(tmp_path / "net.pt"), "--out", str(out)]))
     assert written == [out / "a.png", out / "b.png"]
-    with pytest.raises(Exception, match=r"b.jpg: no ground truth"):
+    with pytest.raises(Exception, match=r"gt/b.jpg: no such file"):
         predict.run(predict.parse_args([str(photos), "--checkpoint", str(tmp_path / "net.pt"), "--gt", str(gt)]))
     with pytest.raises(Exception, match="nothing.png: no such image"):
         predict.find_images([str(photos / "nothing.png")])

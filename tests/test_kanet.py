@@ -1,4 +1,5 @@
 """KA-Net: the network, its perceptual contrastive loss and sample reweighting (SPEC section 5)."""
+import csv
 import math
 
 import pytest
@@ -6,12 +7,19 @@ import torch
 import torch.nn as nn
 import torchvision
 
+import engine.training
+import test as test_script
+import train
+from datasets import build_test_set
+from engine import check_config
+from losses import ContrastiveRegularization, ReweightedL1Loss, build_loss, gaussian_distance
+from losses.reweighting import SampleReweighting, decorrelation_loss, random_fourier_features
 from models import build_model, load_model
 from models.kanet import KANet, SpatialAttention, convert_official_state_dict
+from tests.test_training import logged_losses
 from utils.checkpoint import save_checkpoint
+from utils.config import ConfigError, LossTerm, config_from_dict
 from utils.image import pad_to_multiple
-from utils.losses import ContrastiveRegularization, ReweightedL1Loss, build_loss, gaussian_distance
-from utils.reweighting import SampleReweighting, decorrelation_loss, random_fourier_features
 
 
 @pytest.fixture(scope="module")
@@ -226,7 +234,6 @@ def test_reweighted_l1_is_the_weighted_sum_of_per_image_l1_and_starts_the_memory
 
 
 def test_losses_pass_the_global_feature_only_where_needed():
-    from utils.config import LossTerm
     criterion = build_loss([LossTerm("reweighted_l1", 1.0, {}), LossTerm("l1", 0.5, {})])
     assert criterion.needs_global_feature
     output, target = torch.rand(4, 3, 8, 8), torch.rand(4, 3, 8, 8)
@@ -237,7 +244,6 @@ def test_losses_pass_the_global_feature_only_where_needed():
 
 
 def kanet_config(out_dir, loss="reweighted_l1", model="ka-net-tiny", epochs=4, samples=64):
-    from utils.config import config_from_dict
     return config_from_dict({
         "model": model, "out_dir": str(out_dir),
         "data": {"dataset": "synthetic", "crop_size": 64, "samples_per_epoch": samples, "num_workers": 0},
@@ -248,17 +254,15 @@ def kanet_config(out_dir, loss="reweighted_l1", model="ka-net-tiny", epochs=4, s
 
 def test_kill_and_resume_gives_the_same_losses_as_an_uninterrupted_run(tmp_path, monkeypatch):
     """The reweighting memory bank is part of the training state: a resumed run sees the bank the killed one had."""
-    import train
-    from tests.test_training import logged_losses
     full = train.train(kanet_config(tmp_path / "full", epochs=3, samples=16))
-    save = train.save_checkpoint
+    save = engine.training.save_checkpoint
 
     def killed_after_epoch_2(path, payload):
         save(path, payload)
         if path.name == "last.pt" and payload["epoch"] == 2:
             raise KeyboardInterrupt("simulated kill")
 
-    monkeypatch.setattr(train, "save_checkpoint", killed_after_epoch_2)
+    monkeypatch.setattr(engine.training, "save_checkpoint", killed_after_epoch_2)
     with pytest.raises(KeyboardInterrupt):
         train.train(kanet_config(tmp_path / "resumed", epochs=3, samples=16))
     monkeypatch.undo()
@@ -272,11 +276,7 @@ def test_kill_and_resume_gives_the_same_losses_as_an_uninterrupted_run(tmp_path,
 
 
 def test_short_training_run_learns_to_dehaze_and_test_py_scores_it(tmp_path):
-    import csv
 
-    import test as test_script
-    import train
-    from datasets import build_test_set
     history = train.train(kanet_config(tmp_path, epochs=8))
     psnr = [h["psnr"] for h in history]
     # measured: 12.36 → 14.99 dB (AVX-512), 12.36 → 15.06 dB (AVX2); the hazy inputs score 14.28 dB
@@ -295,6 +295,5 @@ def test_short_training_run_learns_to_dehaze_and_test_py_scores_it(tmp_path):
 
 
 def test_reweighting_needs_a_model_with_a_global_feature(tmp_path):
-    from utils.config import ConfigError, validate
     with pytest.raises(ConfigError, match="reweighted_l1 needs the network's global feature"):
-        validate(kanet_config(tmp_path, model="mixdehazenet-t"))
+        check_config(kanet_config(tmp_path, model="mixdehazenet-t"))

@@ -6,11 +6,10 @@ import torch.nn as nn
 import torchvision
 
 import train
-from datasets import build_training_sets
+from losses import ContrastiveRegularization, build_loss
 from models.weights import MissingWeightsError
-from utils.image import read_image
 from utils.config import LossTerm, config_from_dict
-from utils.losses import ContrastiveRegularization, build_loss
+from utils.image import read_image
 
 
 class ReleasedResnet152(nn.Module):
@@ -68,7 +67,8 @@ def real_crops(reside_samples):
     crop = (slice(100, 164), slice(200, 264))
 
     def load(folder):
-        return torch.stack([torch.from_numpy(read_image(reside_samples / folder / n)[crop]).permute(2, 0, 1) for n in names]) * 2 - 1
+        images = [torch.from_numpy(read_image(reside_samples / folder / n)[crop]).permute(2, 0, 1) for n in names]
+        return torch.stack(images) * 2 - 1
     gt, hazy = load("GT"), load("hazy")
     return 0.5 * gt + 0.5 * hazy, gt, hazy
 
@@ -148,14 +148,15 @@ def test_offline_a_run_needing_resnet152_stops_at_start_up_then_trains_once_the_
         tmp_path, monkeypatch, random_resnet152):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setattr("models.weights.WEIGHTS_DIR", tmp_path / "pretrained")
-    monkeypatch.setattr(train, "build_training_sets", lambda data: pytest.fail("data touched before the weights check"))
+    monkeypatch.setattr("engine.data.build_training_sets", lambda data: pytest.fail("data touched before the weights check"))
     with pytest.raises(MissingWeightsError) as error:
         train.train(resnet_config(tmp_path / "run"))
     message = str(error.value)
     cache = tmp_path / "torch" / "hub" / "checkpoints" / "resnet152-394f9c45.pth"
     assert "resnet152-394f9c45.pth" in message and str(cache) in message
     assert "torchvision.models.resnet152(weights='IMAGENET1K_V1')" in message
-    monkeypatch.setattr(train, "build_training_sets", build_training_sets)
+    monkeypatch.undo()
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     cache.parent.mkdir(parents=True)
     torch.save(random_resnet152, cache)
     history = train.train(resnet_config(tmp_path / "run"))

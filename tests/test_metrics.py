@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from pytorch_msssim import ssim as pytorch_msssim_ssim
 from skimage.metrics import structural_similarity
 
+from metrics import psnr, ssim, ssim_downsample_ratio
 from utils.image import read_image
-from utils.metrics import psnr, ssim, ssim_downsample_ratio
 
 
 def _pairs(folder):

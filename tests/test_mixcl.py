@@ -11,14 +11,12 @@ from PIL import Image
 
 import test as test_script
 import train
-from datasets import attach_prior
-from datasets.build import build_training_sets, prior_cache_path
-from datasets.prior import compute_prior_cache, ensure_prior_cache, image_prior, text_prior
-from models import build_model, load_model
-from models import clip_prior
+from datasets import attach_prior, build_test_set, build_training_sets, photo_prior
+from datasets.prior import compute_prior_cache, ensure_prior_cache, prior_cache_path, text_prior
+from models import build_model, clip_prior, load_model
 from models.clip_prior import ClipPrior
-from models.weights import MissingWeightsError
 from models.mixcl import TextImageAttention
+from models.weights import MissingWeightsError
 from utils.checkpoint import load_checkpoint
 from utils.config import ConfigError, PriorConfig, config_from_dict
 
@@ -142,12 +140,18 @@ def test_prior_modes():
         text_prior(probabilities, features, "labels")
 
 
-def test_single_image_prior_on_the_fly(tiny_clip, reside_samples):
+def test_single_image_prior_on_the_fly(tiny_clip, tiny_clip_weights, reside_samples, tmp_path):
     image = Image.open(sorted((reside_samples / "hazy").iterdir())[0])
-    feature = image_prior(tiny_clip, image)
+    model = build_model("mixcl-t", text_dim=32)
+    model.prior_config = tiny_prior_config(tiny_clip_weights, tmp_path)  # as load_model sets it from a checkpoint
+    feature = photo_prior(model, torch.device("cpu"))("photo.png", image)
     probabilities = tiny_clip.probabilities([image.convert("RGB")])
     assert probabilities[0].max() > 0.9  # a clear class (measured 0.9935), so the arg-max is not a near tie
     assert feature.shape == (1, 32) and torch.equal(feature[0], tiny_clip.text_features[probabilities.argmax()])
+    # a given class replaces CLIP's: the other class's text feature
+    other = 1 - int(probabilities.argmax())
+    given = photo_prior(model, torch.device("cpu"), label=["indoor", "outdoor"][other])("photo.png", image)
+    assert torch.equal(given[0], tiny_clip.text_features[other])
 
 
 def test_cache_round_trip_and_stale_detection(tiny_clip, tmp_path, capsys):
@@ -255,7 +259,7 @@ def test_paired_training_and_test_script_use_the_prior_cache(tiny_clip_weights, 
     summary = test_script.run(args)
     assert summary["images"] == 2
     test_cache = torch.load(prior_cache_path(PriorConfig(**prior), data), weights_only=True)
-    (wrapped,), args = attach_prior(PriorConfig(**prior), [test_script.build_test_set(data)])
+    (wrapped,), args = attach_prior(PriorConfig(**prior), [build_test_set(data)])
     assert wrapped[0]["prior"].shape == (32,) and args == {"text_dim": 32}
     # without a domain_labels.csv the per-domain rows follow the CLIP prior's class, and say so
     classes = [PriorConfig(**prior).classes[i] for i in test_cache["probabilities"].argmax(1).tolist()]

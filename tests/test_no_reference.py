@@ -1,5 +1,7 @@
 """No-reference quality (utils/no_reference.py) on real photographs."""
+import csv
 import json
+import shutil
 from pathlib import Path
 
 import cv2
@@ -7,8 +9,11 @@ import numpy as np
 import pytest
 from scipy.ndimage import minimum_filter
 
+import evaluate_real
+from metrics.no_reference import brisque, dark_channel, haze_density, matlab_half_size, niqe
+from models import build_model
+from utils.checkpoint import save_checkpoint
 from utils.image import read_image
-from utils.no_reference import brisque, dark_channel, haze_density, matlab_half_size, niqe
 
 REFERENCE = json.loads((Path(__file__).parent / "reference" / "niqe_basicsr.json").read_text())
 BRISQUE_REFERENCE = json.loads((Path(__file__).parent / "reference" / "brisque_package.json").read_text())
@@ -82,13 +87,6 @@ def test_dark_channel_matches_a_direct_computation(reside_samples):
 
 
 def test_real_haze_evaluation_script(real_hazy, tmp_path):
-    import csv
-    import shutil
-
-    import evaluate_real
-    from models import build_model
-    from utils.checkpoint import save_checkpoint
-
     photos = tmp_path / "photos"
     photos.mkdir()
     for name in ("canyon.png", "test14.jpg", "test17.bmp"):
@@ -97,8 +95,8 @@ def test_real_haze_evaluation_script(real_hazy, tmp_path):
         save_checkpoint(tmp_path / f"{name}.pt", {"format": "mixcl-dehaze/1", "model_name": name, "model_args": args,
                                                   "model": build_model(name, **args).state_dict(),
                                                   "config": {"prior": {"mode": "labels", "classes": ["indoor", "outdoor"]}}})
-    argv = ["--checkpoint", str(tmp_path / "mixdehazenet-t.pt"), "--images", str(photos), "--out", str(tmp_path / "out"),
-            "--max-side", "200"]
+    argv = [str(photos), "--checkpoint", str(tmp_path / "mixdehazenet-t.pt"), "--out", str(tmp_path / "out"),
+            "--max-side", "200", "--compare"]
     summary = evaluate_real.run(evaluate_real.parse_args(argv))
     with open(tmp_path / "out" / "per_image.csv") as f:
         rows = list(csv.DictReader(f))
@@ -110,7 +108,7 @@ def test_real_haze_evaluation_script(real_hazy, tmp_path):
     side_by_side = read_image(tmp_path / "out" / "comparisons" / "canyon.jpg")
     assert max(output.shape[:2]) == 200 and side_by_side.shape[1] == 2 * output.shape[1] + 8
 
-    mixcl = ["--checkpoint", str(tmp_path / "mixcl-t.pt"), "--images", str(photos), "--out", str(tmp_path / "cl"), "--max-side", "200"]
+    mixcl = [str(photos), "--checkpoint", str(tmp_path / "mixcl-t.pt"), "--out", str(tmp_path / "cl"), "--max-side", "200"]
     with pytest.raises(Exception, match="--label"):
         evaluate_real.run(evaluate_real.parse_args(mixcl))
     assert evaluate_real.run(evaluate_real.parse_args(mixcl + ["--label", "outdoor"]))["images"] == 3

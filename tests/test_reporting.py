@@ -7,9 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+import torch.nn as nn
 
+from metrics.statistics import paired_difference
+from models import build_model
 from utils.config import ConfigError
-from utils.statistics import paired_difference
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -103,9 +106,7 @@ def test_runs_are_summarised_as_mean_and_standard_deviation(tmp_path, capsys):
 def test_model_cost_counts_every_convolution(monkeypatch):
     """scripts/model_cost.py against an independent count: a forward hook on every convolution adds
     out_channels · in_channels/groups · kh · kw MACs per output pixel."""
-    import torch.nn as nn
 
-    from models import build_model
     counted = []
 
     def hook(module, inputs, output):
@@ -114,7 +115,6 @@ def test_model_cost_counts_every_convolution(monkeypatch):
     for module in model.modules():
         if isinstance(module, nn.Conv2d):
             module.register_forward_hook(hook)
-    import torch
     with torch.no_grad():
         model(torch.zeros(1, 3, 64, 80))
     parameters, macs = script("model_cost").model_cost("mixdehazenet-t", (64, 80))

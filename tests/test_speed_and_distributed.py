@@ -2,6 +2,7 @@
 and the contrastive regulariser on real ImageNet features."""
 import ctypes
 import json
+import os
 import platform
 import socket
 import subprocess
@@ -14,13 +15,14 @@ import torch.multiprocessing as mp
 from torch.optim.swa_utils import AveragedModel
 
 import train
+from engine import TrainingDiverged, autocast_dtype
+from losses import ContrastiveRegularization, build_loss
 from models import build_model, load_model
 from models.perceptual import build_feature_extractor
 from models.weights import MissingWeightsError
 from utils.checkpoint import load_checkpoint
 from utils.config import config_from_dict
 from utils.image import read_image
-from utils.losses import ContrastiveRegularization, build_loss
 
 from .test_training import logged_losses
 
@@ -32,7 +34,6 @@ def config_dict(out_dir, **train_options):
 
 
 def _ddp_process(rank, world_size, port, values):
-    import os
     os.environ.update(WORLD_SIZE=str(world_size), RANK=str(rank), LOCAL_RANK=str(rank),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
@@ -75,7 +76,7 @@ def _without_batch_statistics(name, **args):
 def test_accumulation_keeps_the_effective_batch(tmp_path, monkeypatch):
     # BatchNorm would see micro-batches of 2 instead of the batch of 4; without it both runs compute the same
     # mean loss and gradient, up to the order of the float32 sums
-    monkeypatch.setattr(train, "build_model", _without_batch_statistics)
+    monkeypatch.setattr("engine.training.build_model", _without_batch_statistics)
     whole = train.train(config_from_dict(config_dict(tmp_path / "whole", epochs=1)))
     halves = train.train(config_from_dict(config_dict(tmp_path / "halves", epochs=1, micro_batch_size=2)))
     whole_losses, halves_losses = logged_losses(tmp_path / "whole"), logged_losses(tmp_path / "halves")
@@ -91,8 +92,8 @@ def test_accumulation_keeps_the_effective_batch(tmp_path, monkeypatch):
 def test_bf16_autocast_training_step_on_cpu(tmp_path):
     train.train(config_from_dict(config_dict(tmp_path / "bf16", epochs=1, amp="bf16")))
     train.train(config_from_dict(config_dict(tmp_path / "fp32", epochs=1, amp="off")))
-    assert train.autocast_dtype("bf16", torch.device("cpu")) is torch.bfloat16
-    assert train.autocast_dtype("fp16", torch.device("cpu")) is None  # the GPU default trains fp32 on a CPU
+    assert autocast_dtype("bf16", torch.device("cpu")) is torch.bfloat16
+    assert autocast_dtype("fp16", torch.device("cpu")) is None  # the GPU default trains fp32 on a CPU
     (_, a), (_, b) = logged_losses(tmp_path / "bf16")[0], logged_losses(tmp_path / "fp32")[0]
     # bf16 rounding: different, but close; measured 5.9e-5 × b (AVX-512 bf16), 9.0e-5 × b (AVX2, no bf16)
     assert a != b and abs(a - b) < 1e-3 * b
@@ -113,12 +114,12 @@ def test_non_finite_losses_skip_steps_then_stop_the_run(tmp_path, monkeypatch):
         criterion.forward = every_other_nan
         return criterion
 
-    monkeypatch.setattr(train, "build_loss", poisoned)
+    monkeypatch.setattr("losses.build_loss", poisoned)
     config = config_from_dict(config_dict(tmp_path / "run", epochs=1, max_skipped_steps=5))
     train.train(config)
     assert load_checkpoint(tmp_path / "run" / "last.pt")["skipped_steps"] == 1
     config = config_from_dict(config_dict(tmp_path / "stop", epochs=10, max_skipped_steps=2))
-    with pytest.raises(RuntimeError, match="3 steps had a non-finite loss"):
+    with pytest.raises(TrainingDiverged, match="3 steps had a non-finite loss"):
         train.train(config)
 
 
@@ -130,7 +131,7 @@ def test_ema_is_the_exponential_average_of_the_steps_evaluated_saved_and_loaded(
             steps.append({k: v.detach().clone() for k, v in model.state_dict().items()})
             super().update_parameters(model)
 
-    monkeypatch.setattr(train, "AveragedModel", Recording)
+    monkeypatch.setattr("engine.training.AveragedModel", Recording)
     history = train.train(config_from_dict(config_dict(tmp_path, epochs=2, ema_decay=0.5)))
     assert {"ema_psnr", "ema_ssim"} <= set(history[-1])
     checkpoint = load_checkpoint(tmp_path / "last.pt")
@@ -158,6 +159,7 @@ def test_channels_last_trains_like_contiguous(tmp_path):
 _ALLOCATOR = """
 import ctypes, json, sys, torch
 from utils.cpu_memory import keep_freed_memory
+import os
 
 class Mallinfo2(ctypes.Structure):  # <malloc.h>
     _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",

@@ -1,1 +1,2 @@
-"""Shared helpers: metrics, config, losses, checkpoints, image I/O, the evaluation loop."""
+"""The ground layer, importing nothing else of this project: image I/O and value ranges, configs,
+checkpoint files, script scaffolding and user errors, pictures, the CPU allocator setting."""

@@ -1,36 +1,52 @@
-"""Checkpoints: one self-describing file per snapshot, written atomically.
+"""Checkpoint files: one self-describing file per snapshot, written atomically.
 
 A checkpoint of this project is a dict:
     format       CHECKPOINT_FORMAT
     model_name   registered model name, e.g. "mixdehazenet-t"
-    model        the network's state_dict
+    model_args   extra constructor arguments (e.g. the prior's text_dim)
+    model        the network's state_dict (and `ema`, `ema_updates` when training kept a moving average)
     config       the full training config (plain data)
     epoch        number of finished epochs
     optimizer, scheduler, scaler, rng, loss_state   training state for `--resume` (loss_state: what loss
                  terms carry between steps, e.g. the KA-Net reweighting memory bank)
-    metrics      validation metrics of this snapshot
+    metrics, best_psnr, history, skipped_steps     what the run measured
 Everything is tensors and plain Python data, so it loads with `torch.load(weights_only=True)`.
 """
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .cli import UserError
+
 CHECKPOINT_FORMAT = "mixcl-dehaze/1"
 
 
-def save_checkpoint(path: Path | str, payload: dict[str, Any]) -> None:
-    """Write to a temporary file beside `path`, then rename: a crash never leaves a half-written checkpoint."""
+class CheckpointError(UserError, ValueError):
+    """A checkpoint file that cannot be loaded, or does not fit the network asked for."""
+
+
+def _write_atomically(path: Path, write) -> None:
+    """Write through a temporary file beside `path`, then rename: a crash never leaves a half-written file
+    under the real name. Temporaries a killed earlier write left behind are removed first. The file gets
+    the permissions the user's umask gives, as open() would (not mkstemp's owner-only 0600)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        stale.unlink(missing_ok=True)
+    umask = os.umask(0)
+    os.umask(umask)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as f:
-            torch.save({"format": CHECKPOINT_FORMAT, **payload}, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -39,17 +55,34 @@ def save_checkpoint(path: Path | str, payload: dict[str, Any]) -> None:
         raise
 
 
+def save_checkpoint(path: Path | str, payload: dict[str, Any]) -> None:
+    _write_atomically(Path(path), lambda f: torch.save({"format": CHECKPOINT_FORMAT, **payload}, f))
+
+
+def write_text_atomically(path: Path | str, text: str) -> None:
+    _write_atomically(Path(path), lambda f: f.write(text.encode()))
+
+
 def load_checkpoint(path: Path | str) -> dict[str, Any]:
-    """Load any checkpoint file (this project's or a foreign one) onto the CPU."""
+    """Load any checkpoint file (this project's or a foreign one) onto the CPU, tensors and plain data only."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes): a copy or download did not finish")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises several types for corrupt or foreign files
-        raise ValueError(f"checkpoint {path} cannot be loaded: {e}") from e
+    except pickle.UnpicklingError as e:
+        if "weights_only" not in str(e) and "Unsupported global" not in str(e):
+            raise CheckpointError(f"checkpoint {path} is damaged or not a PyTorch file") from None
+        raise CheckpointError(
+            f"checkpoint {path} holds Python objects besides tensors, which loading would have to execute; if you "
+            f"trust its source, keep only its weights: python -c \"import torch; c = torch.load('{path}', "
+            f"weights_only=False); torch.save({{'state_dict': c['state_dict']}}, 'weights_only.pt')\"") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError):
+        raise CheckpointError(f"checkpoint {path} is damaged or truncated, or not a PyTorch file") from None
     if not isinstance(checkpoint, dict):
-        raise ValueError(f"checkpoint {path} holds a {type(checkpoint).__name__}, expected a dict")
+        raise CheckpointError(f"checkpoint {path} holds a {type(checkpoint).__name__}, expected a dict of weights")
     return checkpoint
 
 

@@ -1,32 +1,129 @@
-"""Image I/O and value-range helpers.
+"""Image files, value ranges and padding.
 
 Value ranges are explicit everywhere in this project:
-- files on disk: uint8 RGB;
+- files on disk: 8-bit (or 16-bit) RGB;
 - metrics: float tensors in [0, 1];
-- networks: float tensors in [-1, 1] (the convention of DehazeFormer, MixDehazeNet and the seed).
+- networks: float tensors in [-1, 1] (the convention of DehazeFormer, MixDehazeNet and MixCLDehazeNet).
+
+`read_image` is the one reader of the project: training, validation, test.py, predict.py, evaluate_real.py and
+the up-front checks all see the same pixels in the same orientation. It decodes with OpenCV as the evaluation
+protocol does, and one rule covers every kind of file:
+- EXIF orientation is applied (as OpenCV's IMREAD_COLOR and every photo viewer do);
+- 16-bit files keep their precision (scaled by 1/65535, 8-bit ones by 1/255);
+- grayscale becomes gray RGB (as IMREAD_COLOR does);
+- an alpha channel must be fully opaque and is dropped; transparent pixels are an error, since what they
+  should look like is not in the file.
+`check_image` goes further before a run starts: JPEGs are also decoded strictly, so that truncated or
+corrupted data (which OpenCV decodes into garbage with only a line on stderr) is reported with the file name.
 """
 from __future__ import annotations
 
+import glob
 from pathlib import Path
 
 import cv2
 import numpy as np
+import simplejpeg
 import torch
 import torch.nn.functional as F
+from PIL import Image
+
+from .cli import UserError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+MAX_PIXELS = 2**28  # 268 megapixels; a header claiming more is refused before anything is decoded
+Image.MAX_IMAGE_PIXELS = None  # the limit is MAX_PIXELS, checked with a message naming the file
+_ORIENTATION = 0x0112  # EXIF tag
+
+
+class ImageError(UserError, ValueError):
+    """A file that cannot be used as an image; the message names it and says why."""
 
 
 def is_image_file(path: Path | str) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
 
+def find_images(inputs: list[str]) -> list[Path]:
+    """Every image named by the inputs (files, folders — not recursive — and glob patterns), in order,
+    without repeats; an input that names nothing is an error."""
+    found: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            matches = sorted(p for p in path.iterdir() if is_image_file(p))
+        elif path.is_file():
+            matches = [path]
+        else:
+            matches = sorted(Path(p) for p in glob.glob(item, recursive=True) if is_image_file(p))
+        if not matches:
+            raise ImageError(f"{item}: no such image, folder with images, or matching pattern")
+        found += [p for p in matches if p not in found]
+    return found
+
+
+def _orientation(path: Path) -> int:
+    """The EXIF orientation (1–8, 1 = upright), read from the header; also refuses oversized images."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            orientation = image.getexif().get(_ORIENTATION, 1)
+    except Exception:  # noqa: BLE001 — PIL may not know the format; OpenCV's decode decides then
+        return 1
+    if width * height > MAX_PIXELS:
+        raise ImageError(f"{path}: its header claims {width}×{height} pixels, more than {MAX_PIXELS:,}; refusing to decode it")
+    return orientation if orientation in range(1, 9) else 1
+
+
+def _apply_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
+    """Turn the stored pixels upright, as EXIF orientation 1–8 says (the transposes of PIL's exif_transpose)."""
+    if orientation in (5, 6, 7, 8):
+        image = image.swapaxes(0, 1)  # the transpose, then a flip or a mirror:
+    flip = {2: (1,), 3: (0, 1), 4: (0,), 5: (), 6: (1,), 7: (0, 1), 8: (0,)}.get(orientation, ())
+    return np.flip(image, flip) if flip else image
+
+
 def read_image(path: Path | str) -> np.ndarray:
-    """Read an image file as float32 RGB H×W×3 in [0, 1], exactly as the field's loaders do (OpenCV, BGR→RGB, /255)."""
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise OSError(f"{path}: cannot be read as an image")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0
+    """The image at `path` as float32 RGB H×W×3 in [0, 1], by the rules in this module's docstring."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageError(f"{path}: no such file (or a broken link)")
+    orientation = _orientation(path)
+    stored = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if stored is None:
+        raise ImageError(f"{path}: cannot be decoded as an image (damaged, or not an image format OpenCV reads)")
+    if stored.dtype == np.uint8:
+        peak = np.float32(255)
+    elif stored.dtype == np.uint16:
+        peak = np.float32(65535)
+    else:
+        raise ImageError(f"{path}: {stored.dtype} pixels; expected 8- or 16-bit images")
+    if stored.ndim == 2:
+        stored = stored[:, :, None]
+    channels = stored.shape[2]
+    if channels == 4:
+        if stored[:, :, 3].min() < np.iinfo(stored.dtype).max:
+            raise ImageError(f"{path}: has transparent pixels; flatten it onto a background first")
+        stored = stored[:, :, :3]
+    elif channels not in (1, 3):
+        raise ImageError(f"{path}: {channels} channels; expected RGB, grayscale or opaque RGBA")
+    rgb = np.repeat(stored, 3, axis=2) if channels == 1 else stored[:, :, ::-1]
+    return np.ascontiguousarray(_apply_orientation(rgb, orientation)).astype(np.float32) / peak  # the protocol's /255
+
+
+def check_image(path: Path | str) -> tuple[tuple[int, int] | None, str | None]:
+    """((width, height), None) for a file `read_image` reads correctly, else (None, the problem). JPEGs are
+    also decoded strictly (truncated or corrupted data is an error, not a warning)."""
+    path = Path(path)
+    try:
+        image = read_image(path)
+        if path.suffix.lower() in (".jpg", ".jpeg"):
+            simplejpeg.decode_jpeg(path.read_bytes(), strict=True)
+    except ImageError as e:
+        return None, str(e).removeprefix(f"{path}: ")
+    except (ValueError, OSError) as e:  # simplejpeg reports damaged data as ValueError
+        return None, f"damaged or truncated JPEG ({' '.join(str(e).split())})"
+    return (image.shape[1], image.shape[0]), None
 
 
 def to_uint8(image: np.ndarray | torch.Tensor) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Pictures for people: captioned side-by-side comparisons (hazy | output | ground truth)."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np

@@ -19,7 +19,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-from utils.no_reference import niqe_pristine_model, to_gray_255  # noqa: E402
+from metrics.no_reference import niqe_pristine_model, to_gray_255  # noqa: E402
 
 
 def load_basicsr_niqe(folder: Path):
@@ -37,7 +37,7 @@ def load_basicsr_niqe(folder: Path):
     (folder / "ref_niqe.py").write_text(niqe_code)
     (folder / "matlab_functions.py").write_text((source / "utils" / "matlab_functions.py").read_text())
     sys.path.insert(0, str(folder))
-    import ref_niqe
+    import ref_niqe  # noqa: PLC0415 — the module written just above
     window = np.load(source / "metrics" / "niqe_pris_params.npz")["gaussian_window"]
     return ref_niqe.niqe, window
 

@@ -1,14 +1,14 @@
-"""Evaluation loop shared by train.py (validation) and test.py (the protocol on full images)."""
+"""Scoring a network on paired data: the protocol loop shared by validation (train.py) and test.py."""
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader
 
-from .image import to_unit_range
-from .metrics import psnr, ssim
+from metrics import psnr, ssim
+from utils.image import to_unit_range
 
 
 def model_inputs(batch: dict, device: torch.device) -> tuple[torch.Tensor, ...]:
@@ -18,15 +18,19 @@ def model_inputs(batch: dict, device: torch.device) -> tuple[torch.Tensor, ...]:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: DataLoader, device: torch.device,
-             amp_dtype: torch.dtype | None = None) -> Iterator[dict]:
+def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, amp_dtype: torch.dtype | None = None,
+             forward: Callable[..., torch.Tensor] | None = None) -> Iterator[dict]:
     """Yield one record per image: name, psnr, ssim, hazy_psnr, hazy_ssim, the [0, 1] images, and the
-    image's `domain` when the data carries one."""
+    image's `domain` when the data carries one. `forward(hazy, *prior)` replaces the plain call of `model`
+    under autocast (test.py passes a Dehazer's, which can tile)."""
     model.eval()
     for batch in loader:
         inputs = model_inputs(batch, device)
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            output = to_unit_range(model(*inputs).float())
+        if forward is not None:
+            output = to_unit_range(forward(*inputs))
+        else:
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                output = to_unit_range(model(*inputs).float())
         hazy, gt = to_unit_range(inputs[0]), to_unit_range(batch["gt"].to(device))
         scores = {"psnr": psnr(output, gt), "ssim": ssim(output, gt), "hazy_psnr": psnr(hazy, gt), "hazy_ssim": ssim(hazy, gt)}
         for i, name in enumerate(batch["name"]):

@@ -124,7 +124,8 @@ def niqe(image: np.ndarray) -> float:
     gray = to_gray_255(image)
     h, w = (s // NIQE_BLOCK * NIQE_BLOCK for s in gray.shape)
     if (h // NIQE_BLOCK) * (w // NIQE_BLOCK) < 2:
-        raise ValueError(f"NIQE needs at least two {NIQE_BLOCK}×{NIQE_BLOCK} blocks, the image is {gray.shape[1]}×{gray.shape[0]}")
+        raise ValueError(f"NIQE needs at least two {NIQE_BLOCK}×{NIQE_BLOCK} blocks, "
+                         f"the image is {gray.shape[1]}×{gray.shape[0]}")
     gray = gray[:h, :w]
     features = np.concatenate([block_features(mscn(gray), NIQE_BLOCK),
                                block_features(mscn(matlab_half_size(gray / 255.0) * 255.0), NIQE_BLOCK // 2)], axis=1)

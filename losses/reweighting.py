@@ -103,3 +103,27 @@ class SampleReweighting(nn.Module):
         if self.training:
             self.update_bank(z, logits)
         return torch.softmax(logits, 0)
+
+
+class ReweightedL1Loss(nn.Module):
+    """Σ_n w_n · L1_n: per-image L1 weighted by sample weights that decorrelate the network's global
+    features within the batch and a memory bank (KA-Net's StableNet-style reweighting, utils/reweighting.py).
+    The arguments are SampleReweighting's. With uniform weights this equals the plain l1 loss."""
+
+    needs_global_feature = True
+
+    def __init__(self, bank_size: int = 32, num_features: int = 5, steps: int = 20, lr: float = 1.0,
+                 balance: float = 0.03, bank_momentum: float = 0.9):
+        super().__init__()
+        self.reweighting = SampleReweighting(bank_size, num_features, steps, lr, balance, bank_momentum)
+
+    def running_state(self) -> dict[str, torch.Tensor]:
+        return self.reweighting.running_state()
+
+    def load_running_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.reweighting.load_running_state(state)
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor, hazy: torch.Tensor,
+                global_feature: torch.Tensor) -> torch.Tensor:
+        per_image = (output - target).abs().flatten(1).mean(1)
+        return (self.reweighting(global_feature) * per_image).sum()

@@ -19,16 +19,15 @@ a time, so tiling is an approximation there.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 import torch
 import torch.nn as nn
 from tqdm import tqdm
 
 from models.layers import GlobalAvgPool
-
-from .image import pad_to_multiple
+from utils.image import pad_to_multiple
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -107,7 +106,7 @@ class SharedStatistics:
         return output
 
     @contextlib.contextmanager
-    def attached(self, tile_height: int) -> Iterator["SharedStatistics"]:
+    def attached(self, tile_height: int) -> Iterator[SharedStatistics]:
         self._tile_height = tile_height
         handles = [pool.register_forward_hook(self._hook) for pool in self.pools]
         try:

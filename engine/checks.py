@@ -1,0 +1,52 @@
+"""Does a config fit what is registered here (models, losses, priors, the haze model)? Checked before a run
+touches any data, with every problem named; utils/config.py has already checked types and value ranges."""
+from __future__ import annotations
+
+import inspect
+
+from datasets.haze_model import HazeModel
+from datasets.prior import PRIOR_MODES
+from losses import LOSSES
+from models import list_models, model_class
+from utils.config import Config, ConfigError
+
+
+def unknown_arguments(cls: type, arguments: dict) -> list[str]:
+    """Keys of `arguments` that cls.__init__ does not take."""
+    parameters = inspect.signature(cls.__init__).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return []
+    return sorted(set(arguments) - set(parameters) - {"self"})
+
+
+def check_config(config: Config) -> None:
+    """Raise ConfigError listing every way `config` does not fit the registered models, losses and priors."""
+    problems = []
+    name = config.model.replace("_", "-")
+    if name not in list_models():
+        problems.append(f"model {config.model!r} is not registered ({', '.join(list_models())})")
+    else:
+        network = model_class(name)
+        if unknown := unknown_arguments(network, config.model_args):
+            problems.append(f"model_args {', '.join(unknown)}: not arguments of {network.__name__} "
+                            f"({', '.join(p for p in inspect.signature(network.__init__).parameters if p != 'self')})")
+        needs_feature = [t.name for t in config.loss if getattr(LOSSES.get(t.name), "needs_global_feature", False)]
+        if needs_feature and not getattr(network, "returns_global_feature", False):
+            problems.append(f"loss {', '.join(needs_feature)} needs the network's global feature, which model "
+                            f"{config.model!r} does not return (KA-Net models do)")
+        if getattr(network, "takes_prior", False) != (config.prior.mode != "none"):
+            problems.append(f"model {config.model!r} does not fit prior.mode {config.prior.mode!r}: "
+                            "MixCL models need a prior, the others take none")
+    for term in config.loss:
+        if term.name not in LOSSES:
+            problems.append(f"loss {term.name!r} is unknown; available: {', '.join(sorted(LOSSES))}")
+        elif unknown := unknown_arguments(LOSSES[term.name], term.args):
+            problems.append(f"loss {term.name} args {', '.join(unknown)}: not arguments of {LOSSES[term.name].__name__}")
+    if config.prior.mode not in PRIOR_MODES:
+        problems.append(f"prior.mode must be one of {', '.join(PRIOR_MODES)}, got {config.prior.mode!r}")
+    try:
+        HazeModel(**config.data.haze)
+    except (TypeError, ValueError) as e:
+        problems.append(f"data.haze: {e}")
+    if problems:
+        raise ConfigError("; ".join(problems))

@@ -1,0 +1,71 @@
+"""The process a training run lives in: device, rank and world size under torchrun, seeds, precision."""
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Process:
+    rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the process that logs, prints and writes files."""
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            dist.barrier()
+
+
+def start_process(seed: int) -> Process:
+    """Join the process group when launched by torchrun, pick the device, seed every generator."""
+    world_size = int(os.environ.get("WORLD_SIZE", 1))
+    if world_size == 1:
+        process = Process(0, 1, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    else:
+        if torch.cuda.is_available():
+            device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+            torch.cuda.set_device(device)
+        else:
+            device = torch.device("cpu")
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        process = Process(dist.get_rank(), world_size, device)
+    torch.manual_seed(seed)
+    random.seed(seed)
+    torch.backends.cudnn.benchmark = True
+    return process
+
+
+def finish_process(process: Process) -> None:
+    if process.world_size > 1:
+        dist.destroy_process_group()
+
+
+def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype: fp16 or bf16 on CUDA; on the CPU bf16 when asked for, else fp32 (the CPU has no
+    fast fp16, and the default config's fp16 is meant for GPUs)."""
+    if amp == "off" or (device.type != "cuda" and amp != "bf16"):
+        return None
+    return {"fp16": torch.float16, "bf16": torch.bfloat16}[amp]
+
+
+def rng_state() -> dict:
+    state = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -1,0 +1,107 @@
+"""Dehazing photos with a loaded network, any size: uint8 RGB in, uint8 RGB out (or float RGB in [0, 1], as
+utils.image.read_image gives, for 16-bit photos).
+
+    from models import load_model
+    from inference import Dehazer, dehaze
+
+    net = load_model("runs/reside6k/mixcl-s/best.pt")
+    clear = dehaze(net, photo)                 # one photo: numpy H×W×3 uint8 or PIL image, returns the same type
+    dehazer = Dehazer(net, tile=512)           # many photos: the CLIP prior model is loaded once
+    clear = dehazer(photo)
+
+MixCL networks get their language prior as they were trained (datasets/prior.py): CLIP's zero-shot class of
+each photo, or the class given as `label` (or per photo name in a `labels` file). Large photos are processed
+in tiles (inference/tiling.py): always with `tile=N`, never with `tile=None`, and with `tile="auto"` when the
+whole photo does not fit — on CUDA on an out-of-memory error, on the CPU above `max_whole_pixels`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+from PIL import Image
+
+from datasets.prior import photo_prior
+from utils.image import to_tensor, to_uint8, to_unit_range
+
+from .tiling import tiled_forward
+
+AMP_DTYPES = {"off": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+# Whole-image inference on the CPU above this size switches to tiles: MixCL-S took 2.6 GB (peak RSS) for
+# a 1-megapixel photo whole (BENCHMARKS.md, "Inference"), growing about 2 GB per megapixel.
+MAX_WHOLE_PIXELS_CPU = 2_000_000
+
+
+def as_rgb_array(image: np.ndarray | Image.Image) -> np.ndarray:
+    """H×W×3 RGB from a PIL image (any mode; uint8) or an array: uint8 (0–255) or float32 (0–1), RGB or RGBA
+    whose alpha is dropped."""
+    if isinstance(image, Image.Image):
+        return np.asarray(image.convert("RGB"))
+    image = np.asarray(image)
+    if image.dtype not in (np.uint8, np.float32):
+        raise ValueError(f"expected a uint8 (0–255) or float32 (0–1) image, got dtype {image.dtype}")
+    if image.ndim != 3 or image.shape[2] not in (3, 4):
+        raise ValueError(f"expected an H×W×3 RGB image, got shape {image.shape}")
+    return image[..., :3]
+
+
+class Dehazer:
+    """A network ready for photos. `tile`: "auto", None (never) or a tile size in pixels; `amp`: off, fp16
+    or bf16 autocast; `label` / `labels`: MixCL networks are conditioned on this class (for every photo) or on
+    each photo's class in a `name,class` file, instead of CLIP's; `progress`: a progress bar over the tiles."""
+
+    def __init__(self, model: nn.Module, device: torch.device | str | None = None, amp: str = "off",
+                 label: str | None = None, labels: Path | None = None, tile: int | str | None = "auto",
+                 overlap: int = 64, max_whole_pixels: int = MAX_WHOLE_PIXELS_CPU, progress: bool = False):
+        if amp not in AMP_DTYPES:
+            raise ValueError(f"amp must be one of {list(AMP_DTYPES)}, got {amp!r}")
+        if not (tile is None or tile == "auto" or isinstance(tile, int)):
+            raise ValueError(f'tile must be "auto", None or a size in pixels, got {tile!r}')
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model = model.eval().to(self.device)
+        self.amp_dtype = AMP_DTYPES[amp]
+        self.tile, self.overlap, self.max_whole_pixels, self.progress = tile, overlap, max_whole_pixels, progress
+        self.prior_of = photo_prior(model, self.device, label, labels)
+        self.last_tiled = False  # whether the last photo went through tiles (predict.py reports it)
+
+    def __call__(self, image: np.ndarray | Image.Image, name: str = "") -> np.ndarray | Image.Image:
+        """The dehazed photo, of the input's type (uint8 for uint8 and PIL, float32 in [0, 1] for float32).
+        `name`: the photo's file name, for a `labels` file."""
+        rgb = as_rgb_array(image)
+        unit = rgb if rgb.dtype == np.float32 else rgb / np.float32(255)
+        x = to_tensor(unit)[None].to(self.device)
+        prior = () if self.prior_of is None else (self.prior_of(name, Image.fromarray(to_uint8(unit))),)
+        output = to_unit_range(self.forward(x, *prior))[0]
+        if rgb.dtype == np.float32:
+            return output.permute(1, 2, 0).cpu().numpy()
+        return Image.fromarray(to_uint8(output)) if isinstance(image, Image.Image) else to_uint8(output)
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor, *prior: torch.Tensor) -> torch.Tensor:
+        """1×3×H×W in [-1, 1] (and the network's prior) → the output in [-1, 1], float32: the whole image, or
+        tiles when `tile` says so (on CUDA also after an out-of-memory error)."""
+        self.model.eval()
+        inputs = (x, *prior)
+        pixels = x.shape[-2] * x.shape[-1]
+        whole = self.tile is None or (self.tile == "auto" and (self.device.type == "cuda" or pixels <= self.max_whole_pixels))
+        if whole:
+            try:
+                self.last_tiled = False
+                with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+                    return self.model(*inputs).float()
+            except torch.OutOfMemoryError:
+                if self.tile is None:
+                    raise
+                torch.cuda.empty_cache()  # then fall through to tiles
+        self.last_tiled = True
+        tile = 512 if self.tile == "auto" else self.tile
+        return tiled_forward(self.model, *inputs, tile=tile, overlap=self.overlap, amp_dtype=self.amp_dtype,
+                             progress=self.progress)
+
+
+def dehaze(model: nn.Module, image: np.ndarray | Image.Image, **options) -> np.ndarray | Image.Image:
+    """Dehaze one photo (numpy H×W×3 uint8 or float32, or a PIL image; the result has the same type).
+    `options` are Dehazer's (device, amp, label, tile, overlap)."""
+    return Dehazer(model, **options)(image)

@@ -1,0 +1,16 @@
+"""Per-pixel losses on images in [-1, 1]."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class L1Loss(nn.Module):
+    def forward(self, output: torch.Tensor, target: torch.Tensor, hazy: torch.Tensor) -> torch.Tensor:
+        return F.l1_loss(output, target)
+
+
+class MSELoss(nn.Module):
+    def forward(self, output: torch.Tensor, target: torch.Tensor, hazy: torch.Tensor) -> torch.Tensor:
+        return F.mse_loss(output, target)
