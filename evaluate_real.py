@@ -21,6 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from utils.cli import (
+    UserError,
     add_inference_arguments,
     add_model_arguments,
     output_paths,
@@ -28,7 +29,6 @@ from utils.cli import (
     run_reporting_user_errors,
     script_parser,
 )
-from utils.image import ImageError, check_image, find_images, read_image, to_uint8, write_image
 
 LABELS = {"niqe": "NIQE", "brisque": "BRISQUE", "haze_density": "haze density"}
 
@@ -44,23 +44,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def check_photos(paths: list[Path], max_side: int | None, block: int) -> None:
-    """Every photo decodes and is large enough for NIQE (two blocks by one) — checked before the first one is
-    dehazed, with all problems listed."""
+def too_small_for_niqe(sizes: dict[Path, tuple[int, int]], max_side: int | None, block: int) -> None:
+    """NIQE needs two blocks by one: checked for every photo before the first one is dehazed."""
     problems = []
-    for path in paths:
-        size, problem = check_image(path)
-        if problem:
-            problems.append(f"{path}: {problem}")
-            continue
-        width, height = size
+    for path, (width, height) in sizes.items():
         scale = min(1.0, max_side / max(width, height)) if max_side else 1.0
         short, long = sorted((round(width * scale), round(height * scale)))
         if short < block or long < 2 * block:
             problems.append(f"{path}: {width}×{height}{' after --max-side' if scale < 1 else ''} is too small for NIQE "
                             f"(needs {2 * block}×{block})")
     if problems:
-        raise ImageError(f"{len(problems)} problem(s):\n  " + "\n  ".join(problems))
+        raise UserError(f"{len(problems)} problem(s):\n  " + "\n  ".join(problems))
 
 
 def shrink(image: np.ndarray, max_side: int | None) -> np.ndarray:
@@ -79,6 +73,7 @@ def run(args: argparse.Namespace) -> dict:
     from inference import Dehazer
     from metrics.no_reference import NIQE_BLOCK, brisque, haze_density, niqe
     from models import load_model
+    from utils.image import check_images, find_images, read_image, to_uint8, write_image
     from utils.pictures import side_by_side
 
     scores_of = {"niqe": niqe, "brisque": brisque, "haze_density": haze_density}
@@ -86,7 +81,7 @@ def run(args: argparse.Namespace) -> dict:
     out = args.out or Path("results") / run_name(args.checkpoint) / "real"
     outputs = output_paths(paths, out / "outputs", ".png")
     comparisons = output_paths(paths, out / "comparisons", ".jpg") if args.compare else {}
-    check_photos(paths, args.max_side, NIQE_BLOCK)
+    too_small_for_niqe(check_images(paths), args.max_side, NIQE_BLOCK)  # before the first photo is dehazed
     model = load_model(args.checkpoint, args.model)
     dehazer = Dehazer(model, device=args.device, amp=args.amp, label=args.label, labels=args.labels, tile=args.tile,
                       overlap=args.overlap)

@@ -19,6 +19,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from utils.cli import (
+    UserError,
     add_inference_arguments,
     add_model_arguments,
     output_paths,
@@ -26,7 +27,6 @@ from utils.cli import (
     run_reporting_user_errors,
     script_parser,
 )
-from utils.image import ImageError, check_image, find_images, read_image, to_uint8, write_image
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -42,35 +42,28 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def check_photos(paths: list[Path], gt: Path | None) -> None:
-    """Every photo decodes, and every named ground truth exists with the photo's size: checked before the
-    first photo is dehazed, with all problems listed."""
-    problems = []
-    for path in paths:
-        size, problem = check_image(path)
-        if problem:
-            problems.append(f"{path}: {problem}")
-        elif gt is not None:
-            target_size, target_problem = check_image(gt / path.name)
-            if target_problem:
-                problems.append(f"{gt / path.name}: {target_problem}")
-            elif target_size != size:
-                problems.append(f"{gt / path.name}: {target_size[0]}×{target_size[1]}, the photo is {size[0]}×{size[1]}")
+def check_ground_truth(sizes: dict[Path, tuple[int, int]], gt_sizes: dict[Path, tuple[int, int]]) -> None:
+    """Every ground truth has its photo's size."""
+    problems = [f"{target}: {target_size[0]}×{target_size[1]}, the photo is {size[0]}×{size[1]}"
+                for (path, size), (target, target_size) in zip(sizes.items(), gt_sizes.items()) if size != target_size]
     if problems:
-        raise ImageError(f"{len(problems)} problem(s):\n  " + "\n  ".join(problems))
+        raise UserError(f"{len(problems)} ground truth(s) of another size:\n  " + "\n  ".join(problems))
 
 
 def run(args: argparse.Namespace) -> list[Path]:
     # PyTorch loads here, after the arguments are parsed: --help answers at once
     from inference import Dehazer
     from models import load_model
+    from utils.image import check_images, find_images, read_image, to_uint8, write_image
     from utils.pictures import side_by_side
 
     paths = find_images(args.inputs)
     out = args.out or Path("results") / run_name(args.checkpoint) / "predict"
     outputs = output_paths(paths, out, ".png")
     comparisons = output_paths(paths, out / "comparisons", ".jpg") if args.compare else {}
-    check_photos(paths, args.gt)
+    sizes = check_images(paths)  # every photo (and ground truth) decodes, before the first is dehazed
+    if args.gt is not None:
+        check_ground_truth(sizes, check_images([args.gt / path.name for path in paths]))
     model = load_model(args.checkpoint, args.model)
     dehazer = Dehazer(model, device=args.device, amp=args.amp, label=args.label, labels=args.labels, tile=args.tile,
                       overlap=args.overlap, max_whole_pixels=args.max_whole_pixels, progress=True)

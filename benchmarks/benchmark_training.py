@@ -4,9 +4,10 @@ channels-last memory format, torch.compile, and their combinations.
     python benchmarks/benchmark_training.py                                   # MixCL-S, 256×256, batch 16
     python benchmarks/benchmark_training.py --model mixdehazenet-t --batch 4 --settings eager channels_last
 
-A step is what train.py does: forward (autocast when mixed), L1 loss, backward, fused AdamW step. Each
-setting runs in a fresh process (peak memory is its own); compilation happens in the warm-up steps, which
-are not timed. Speed-ups are ratios to the first setting measured in the same run, `stock`: eager fp32 as
+A step is train.py's own step (engine.train_step): forward (autocast when mixed), L1 loss, backward, fused
+AdamW step, on a run built by engine.build_run from the setting's config. Each setting runs in a fresh
+process (peak memory is its own); compilation happens in the warm-up steps, which are not timed.
+Speed-ups are ratios to the first setting measured in the same run, `stock`: eager fp32 as
 plain PyTorch runs it. Every other setting starts from train.py's defaults, which on the CPU add two things
 (`stock+…` rows take one each): DilatedDepthwiseConv2d's backward made of forward convolutions
 (models/layers.py) and glibc keeping freed memory for reuse (utils/cpu_memory.py). On CUDA neither
@@ -21,9 +22,11 @@ import time
 import torch
 
 from benchmarks.benchmark_models import _peak_memory_gb, machine, measure_in_fresh_process, median_seconds
-from models import build_model
+from engine import build_run, start_process, train_step
+from losses import build_loss
+from models import model_class
 from models.layers import DilatedDepthwiseConv2d
-from utils.cpu_memory import keep_freed_memory
+from utils.config import config_from_dict
 
 # name: what differs from train.py's defaults (see above)
 SETTINGS = {
@@ -42,41 +45,29 @@ SETTINGS = {
 
 def measure(setting: str, model_name: str, size: int, batch: int, warmup: int, repeats: int, amp: str) -> dict:
     options = SETTINGS[setting]
-    mixed, channels_last, compiled = (options.get(k, False) for k in ("amp", "channels_last", "compile"))
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.type == "cpu" and options.get("keep_freed_memory", True):
-        keep_freed_memory()
-    torch.backends.cudnn.benchmark = True
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}[amp] if mixed else None
-    model = build_model(model_name).to(device, memory_format=memory_format).train()
-    for module in model.modules():
+    process = start_process(seed=0)
+    config = config_from_dict({"model": model_name, "loss": [{"name": "l1"}], "train": {
+        "batch_size": batch, "lr": 1e-4, "amp": amp if options.get("amp") else "off",
+        "channels_last": options.get("channels_last", False), "compile": options.get("compile", False),
+        "keep_freed_cpu_memory": options.get("keep_freed_memory", True)}})
+    model_args = {"text_dim": 512} if getattr(model_class(model_name), "takes_prior", False) else {}
+    run = build_run(config, build_loss(config.loss).to(process.device), model_args, process)
+    for module in run.model.modules():
         if isinstance(module, DilatedDepthwiseConv2d):
             module.fast_cpu_backward = options.get("fast_depthwise_backward", True)
-    x = (torch.rand(batch, 3, size, size, device=device) * 2 - 1).contiguous(memory_format=memory_format)
-    target = x.flip(-1)
-    inputs = (x, torch.randn(batch, 512, device=device)) if getattr(model, "takes_prior", False) else (x,)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    net = torch.compile(model) if compiled else model
+    x = torch.rand(batch, 3, size, size) * 2 - 1
+    micro_batches = [{"hazy": x, "gt": x.flip(-1)} | ({"prior": torch.randn(batch, 512)} if model_args else {})]
 
     def step():
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            output = net(*inputs)
-        loss = (output.float() - target).abs().mean()
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        return loss.item()
+        return train_step(run, micro_batches)[0]
 
     started = time.perf_counter()
     for _ in range(warmup):
         step()
     warmup_seconds = time.perf_counter() - started
-    seconds = median_seconds(step, device, repeats)
+    seconds = median_seconds(step, process.device, repeats)
     return {"images_per_second": batch / seconds, "seconds": seconds, "warmup_seconds": warmup_seconds,
-            "peak_gb": _peak_memory_gb(device)}
+            "peak_gb": _peak_memory_gb(process.device)}
 
 
 def main() -> None:

@@ -1,5 +1,5 @@
 """CLIP zero-shot domain prior (open_clip): which class ("indoor" / "outdoor") a hazy image shows, and the
-text feature of each class, as the seed computes them (SPEC section 3):
+text feature of each class, as MixCLDehazeNet computes them:
 
     p = softmax(100 · cos(image embedding, text embedding of "a photo of a {class}"))
 
@@ -24,7 +24,7 @@ DEFAULT_MODEL = "ViT-B-32"
 DEFAULT_PRETRAINED = "openai"
 DEFAULT_CLASSES = ("indoor", "outdoor")
 DEFAULT_TEMPLATE = "a photo of a {c}"
-LOGIT_SCALE = 100.0  # the seed's fixed temperature (CLIP's learned scale is 100 for OpenAI weights)
+LOGIT_SCALE = 100.0  # MixCLDehazeNet's fixed temperature (CLIP's learned scale is 100 for OpenAI weights)
 
 
 def _hub_location(tag_config: dict) -> tuple[str, list[str]]:

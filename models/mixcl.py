@@ -1,4 +1,4 @@
-"""MixCLDehazeNet: MixDehazeNet conditioned on a language prior (SPEC section 3).
+"""MixCLDehazeNet: MixDehazeNet conditioned on a language prior (github.com/DanielHo-BS/MixCLDehazeNet).
 
 A text feature (CLIP's embedding of the image's zero-shot class, e.g. "a photo of a outdoor") is fused
 with the image by a CALIP-style attention with learned 1×1 projections: every pixel attends over the D
@@ -82,8 +82,8 @@ class MixCLDehazeNet(nn.Module):
 
     @staticmethod
     def convert_checkpoint(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Accept the seed's checkpoint layout (`text_emb.*` beside official MixDehazeNet names) as well
-        as this project's. The seed's reverse text update (k1, v1, q2, postProj_t) is dead code: dropped."""
+        """Accept the released MixCLDehazeNet layout (`text_emb.*` beside official MixDehazeNet names) as well
+        as this project's. Its reverse text update (k1, v1, q2, postProj_t) is dead code there: dropped."""
         state_dict = {k.removeprefix("module."): v for k, v in state_dict.items()}
         if not any(k.startswith("text_emb.") for k in state_dict):
             return state_dict

@@ -14,7 +14,6 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from metrics.statistics import paired_difference
 from utils.cli import run_reporting_user_errors
 from utils.config import ConfigError
 
@@ -48,6 +47,8 @@ def compare(a: dict[str, dict], b: dict[str, dict], confidence: float = 0.95) ->
         only_a, only_b = sorted(set(a) - set(b)), sorted(set(b) - set(a))
         raise ConfigError(f"the two files score different images: {len(only_a)} only in A ({', '.join(only_a[:5])}), "
                           f"{len(only_b)} only in B ({', '.join(only_b[:5])})")
+    from metrics.statistics import paired_difference  # scipy loads after --help
+
     names = sorted(a)
     subsets = {"all": names}
     if all("domain" in r for r in (*a.values(), *b.values())):

@@ -7,26 +7,26 @@ train.py and test.py do the same on start-up when a cache is missing or stale; t
 """
 from __future__ import annotations
 
-import argparse
 from collections import Counter
 from pathlib import Path
 
-import torch
-
-from datasets import validate_paired_folder
-from datasets.prior import prior_cache_path, split_prior_cache
-from utils.cli import run_reporting_user_errors
+from utils.cli import UserError, run_reporting_user_errors, script_parser
 from utils.config import load_config
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv=None) -> None:
+    parser = script_parser(__doc__)
     parser.add_argument("config", type=Path)
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. data.root=/data/RESIDE-6K")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    import torch  # PyTorch loads after --help
+
+    from datasets import validate_paired_folder
+    from datasets.prior import prior_cache_path, split_prior_cache
+
     config = load_config(args.config, args.overrides)
     if config.prior.mode not in ("clip", "clip-soft") or config.data.dataset != "paired":
-        raise SystemExit(f"{args.config}: only CLIP priors (prior.mode clip or clip-soft) of paired data have caches")
+        raise UserError(f"{args.config}: only CLIP priors (prior.mode clip or clip-soft) of paired data have caches")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     for split in (config.data.train_split, config.data.test_split):
         folder = Path(config.data.root) / split

@@ -10,7 +10,6 @@ import argparse
 import json
 from pathlib import Path
 
-from metrics.statistics import mean_and_std
 from utils.cli import run_reporting_user_errors
 from utils.config import ConfigError
 
@@ -32,6 +31,8 @@ def read_summary(path: Path) -> dict:
 
 def summarize_runs(summaries: list[dict]) -> dict[str, dict[str, tuple[float, float]]]:
     """subset ("all", then each domain every run has) → metric → (mean, std) over runs."""
+    from metrics.statistics import mean_and_std  # scipy loads after --help
+
     if len({s["images"] for s in summaries}) > 1:
         raise ConfigError(f"the runs scored different numbers of images: {sorted({s['images'] for s in summaries})}")
     subsets = {"all": summaries}

@@ -15,21 +15,15 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 import yaml
 from tqdm import tqdm
 
-from datasets import validate_paired_folder
-from datasets.haze_model import HazeModel
-from datasets.paired import CLEAR_DIR, HAZY_DIR
-from datasets.synthetic import CleanImageFolder
-from utils.cli import run_reporting_user_errors
+from utils.cli import run_reporting_user_errors, script_parser
 from utils.config import ConfigError
-from utils.image import write_image
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = script_parser(__doc__)
     parser.add_argument("--clean", type=Path, required=True, help="folder of clean images")
     parser.add_argument("--depth", type=Path, help="folder of depth maps <stem>.png|.npy (larger = farther)")
     parser.add_argument("--out", type=Path, required=True, help="output split folder (gets GT/ and hazy/)")
@@ -40,21 +34,30 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def haze_model(settings: list[str]) -> HazeModel:
+def haze_settings(settings: list[str]) -> dict:
     values = {}
     for item in settings:
         key, sep, raw = item.partition("=")
         if not sep:
             raise ConfigError(f"--haze {item!r} is not of the form key=value")
         values[key] = yaml.safe_load(raw)
-    try:
-        return HazeModel(**values)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"--haze: {e}") from None
+    return values
 
 
 def main(args: argparse.Namespace) -> None:
-    model = haze_model(args.haze)
+    # NumPy, OpenCV and the haze model load after --help
+    import numpy as np
+
+    from datasets import validate_paired_folder
+    from datasets.haze_model import HazeModel
+    from datasets.paired import CLEAR_DIR, HAZY_DIR
+    from datasets.synthetic import CleanImageFolder
+    from utils.image import write_image
+
+    try:
+        model = HazeModel(**haze_settings(args.haze))
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"--haze: {e}") from None
     clean = CleanImageFolder(args.clean, args.depth)
     if (args.out / HAZY_DIR).exists() and any((args.out / HAZY_DIR).iterdir()):
         raise FileExistsError(f"{args.out / HAZY_DIR} is not empty: choose another --out")

@@ -1,17 +1,49 @@
+import copy
 import os
 from pathlib import Path
 
 import pytest
 import torch
 
+from models import build_model
+from utils.checkpoint import save_checkpoint
+from utils.config import Config, config_from_dict
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
+
+LABELS_PRIOR = {"mode": "labels", "classes": ["indoor", "outdoor"]}  # a prior that needs no CLIP weights
+
+
+def tiny_config(out_dir, model="mixdehazenet-t", data=None, train=None, **sections) -> Config:
+    """A config that trains in seconds on the CPU: synthetic 32-px crops, 8 samples, one epoch of batches of 4 at
+    lr 1e-3, amp off. `data`, `train` update those sections; other sections (loss=[...], prior={...},
+    model_args={...}) pass through."""
+    return config_from_dict(copy.deepcopy({
+        "model": model, "out_dir": str(out_dir),
+        "data": {"dataset": "synthetic", "crop_size": 32, "samples_per_epoch": 8, "num_workers": 0, **(data or {})},
+        "train": {"epochs": 1, "batch_size": 4, "lr": 1e-3, "amp": "off", **(train or {})},
+        **sections,
+    }))
+
+
+def write_checkpoint(path, model_name="mixdehazenet-t", model_args=None, prior=None, net=None) -> Path:
+    """A checkpoint of this project holding `net` (default: a freshly built `model_name`), with the prior's
+    config when given; returns `path`."""
+    model_args = dict(model_args or {})
+    if net is None:
+        net = build_model(model_name, **model_args)
+    payload = {"model_name": model_name, "model_args": model_args, "model": net.state_dict()}
+    if prior is not None:
+        payload["config"] = {"prior": dict(prior)}
+    save_checkpoint(path, payload)
+    return Path(path)
 
 
 def _require_shared(what: str) -> Path:
     path = SHARED / what
     if not path.exists():
-        message = (f"needs {path}: the reference material (SPEC, vectors, sample data) that lives beside the "
+        message = (f"needs {path}: the reference material (test vectors, sample data) that lives beside the "
                    f"checkout at ../shared; absent on this machine")
         if os.environ.get("MIXCL_REQUIRE_SHARED") == "1":
             pytest.fail(message)

@@ -14,9 +14,10 @@ from PIL import Image
 from torch.utils.tensorboard import SummaryWriter
 
 from inference import dehaze
-from models import build_model, load_model
-from utils.checkpoint import save_checkpoint
+from models import load_model
 from utils.pictures import CAPTION_HEIGHT, GAP
+
+from .conftest import LABELS_PRIOR, write_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,18 +29,11 @@ def load_script(name: str):
     return module
 
 
-def tiny_mixcl_checkpoint(path: Path) -> Path:
-    """MixCL-T with the `labels` prior (no CLIP weights needed), random weights."""
-    net = build_model("mixcl-t", num_labels=2)
-    save_checkpoint(path, {"model_name": "mixcl-t", "model_args": {"num_labels": 2}, "model": net.state_dict(),
-                           "config": {"prior": {"mode": "labels", "classes": ["indoor", "outdoor"]}}})
-    return path
-
-
 def test_example_notebook_executes(real_hazy, tmp_path, monkeypatch):
     photo = tmp_path / "photo.png"
     Image.open(real_hazy / "canyon.png").convert("RGB").resize((200, 150)).save(photo)
-    monkeypatch.setenv("MIXCL_CHECKPOINT", str(tiny_mixcl_checkpoint(tmp_path / "mixcl-t.pt")))
+    checkpoint = write_checkpoint(tmp_path / "mixcl-t.pt", "mixcl-t", {"num_labels": 2}, LABELS_PRIOR)  # no CLIP weights needed
+    monkeypatch.setenv("MIXCL_CHECKPOINT", str(checkpoint))
     monkeypatch.setenv("MIXCL_PHOTO", str(photo))
     notebook = nbformat.read(ROOT / "examples" / "dehaze_a_photo.ipynb", as_version=4)
     elsewhere = tmp_path / "elsewhere"  # not the repository: the notebook must not depend on where it runs
@@ -61,8 +55,7 @@ def test_example_notebook_executes(real_hazy, tmp_path, monkeypatch):
 
 def test_onnx_export_matches_pytorch(tmp_path):
     export_onnx = load_script("export_onnx")
-    net = build_model("mixdehazenet-t")
-    save_checkpoint(tmp_path / "net.pt", {"model_name": "mixdehazenet-t", "model": net.state_dict()})
+    write_checkpoint(tmp_path / "net.pt")
     difference = export_onnx.export(export_onnx.parse_args(
         ["--checkpoint", str(tmp_path / "net.pt"), "--out", str(tmp_path / "net.onnx"), "--size", "64x48"]))
     assert difference <= 1e-4 and (tmp_path / "net.onnx").stat().st_size > 100_000
@@ -73,7 +66,7 @@ def test_onnx_export_matches_pytorch(tmp_path):
 
 def test_onnx_export_of_a_mixcl_network_takes_the_prior(tmp_path):
     export_onnx = load_script("export_onnx")
-    checkpoint = tiny_mixcl_checkpoint(tmp_path / "mixcl-t.pt")
+    checkpoint = write_checkpoint(tmp_path / "mixcl-t.pt", "mixcl-t", {"num_labels": 2}, LABELS_PRIOR)
     assert export_onnx.export(export_onnx.parse_args(
         ["--checkpoint", str(checkpoint), "--out", str(tmp_path / "m.onnx"), "--size", "48x64"])) <= 1e-4
     session = onnxruntime.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])

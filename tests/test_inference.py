@@ -11,8 +11,9 @@ from inference.tiling import core_bounds, tile_starts, tiled_forward
 from metrics import psnr
 from models import build_model, list_models, load_model, model_class
 from models.mixdehazenet import ChannelAttention, EnhancedParallelAttention, SKFusion
-from utils.checkpoint import save_checkpoint
-from utils.image import read_image, to_tensor, to_uint8, to_unit_range
+from utils.image import find_images, read_image, to_tensor, to_uint8, to_unit_range
+
+from .conftest import write_checkpoint
 
 PHOTOS = ("canyon.png", "test10.jpg", "man.png")
 
@@ -26,7 +27,7 @@ def test_load_model_round_trips_every_registered_model(name, tmp_path):
     # MixCL variants carry constructor arguments (a labels prior) that the checkpoint must restore
     args = {"num_labels": 2} if getattr(model_class(name), "takes_prior", False) else {}
     model = build_model(name, **args).eval()
-    save_checkpoint(tmp_path / "model.pt", {"model_name": name, "model_args": args, "model": model.state_dict()})
+    write_checkpoint(tmp_path / "model.pt", name, args, net=model)
     loaded = load_model(tmp_path / "model.pt")
     assert type(loaded) is type(model) and loaded.model_name == name and not loaded.training
     reference = model.state_dict()
@@ -130,7 +131,7 @@ def test_dehazer_tiles_above_the_pixel_limit_and_asks_for_a_missing_label(real_h
 
 def test_predict_script(real_hazy, tmp_path):
     net = build_model("mixdehazenet-t").eval()
-    save_checkpoint(tmp_path / "net.pt", {"model_name": "mixdehazenet-t", "model": net.state_dict()})
+    write_checkpoint(tmp_path / "net.pt", net=net)
     photos = tmp_path / "photos"
     photos.mkdir()
     for name in ("a.png", "b.jpg"):
@@ -155,4 +156,4 @@ def test_predict_script(real_hazy, tmp_path):
     with pytest.raises(Exception, match=r"gt/b.jpg: no such file"):
         predict.run(predict.parse_args([str(photos), "--checkpoint", str(tmp_path / "net.pt"), "--gt", str(gt)]))
     with pytest.raises(Exception, match="nothing.png: no such image"):
-        predict.find_images([str(photos / "nothing.png")])
+        find_images([str(photos / "nothing.png")])

@@ -1,4 +1,4 @@
-"""KA-Net: the network, its perceptual contrastive loss and sample reweighting (SPEC section 5)."""
+"""KA-Net: the network, its perceptual contrastive loss and sample reweighting (github.com/fyxnl/KA_Net)."""
 import csv
 import math
 
@@ -17,9 +17,10 @@ from losses.reweighting import SampleReweighting, decorrelation_loss, random_fou
 from models import build_model, load_model
 from models.kanet import KANet, SpatialAttention, convert_official_state_dict
 from tests.test_training import logged_losses
-from utils.checkpoint import save_checkpoint
-from utils.config import ConfigError, LossTerm, config_from_dict
+from utils.config import ConfigError, LossTerm
 from utils.image import pad_to_multiple
+
+from .conftest import tiny_config, write_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +54,7 @@ def test_inference_is_deterministic_and_the_fourier_projection_is_saved(tiny, tm
         first, second = tiny(x), tiny(x)
     assert torch.equal(first, second)
     assert {"bottleneck.receptive_fields.fourier.weight", "bottleneck.receptive_fields.fourier.bias"} <= set(tiny.state_dict())
-    save_checkpoint(tmp_path / "k.pt", {"format": "mixcl-dehaze/1", "model_name": "ka-net-tiny", "model_args": {},
-                                        "model": tiny.state_dict()})
+    write_checkpoint(tmp_path / "k.pt", "ka-net-tiny", net=tiny)
     torch.manual_seed(123)  # a different draw of every random buffer, overwritten by the checkpoint
     reloaded = load_model(tmp_path / "k.pt")
     with torch.no_grad():
@@ -62,7 +62,7 @@ def test_inference_is_deterministic_and_the_fourier_projection_is_saved(tiny, tm
 
 
 def decoded_official_vector(vectors_dir):
-    """The official KA-Net parity vector with its int8-coded weights decoded (SPEC of ../shared/vectors)."""
+    """The official KA-Net parity vector with its int8-coded weights decoded (its format: ../shared/README.md)."""
     vector = torch.load(vectors_dir / "ka_net_official.pt", weights_only=True)
     scales = vector["model_scale"]
     state_dict = {k: t.to(torch.float32) * scales[k] if k in scales else t for k, t in vector["model_int8"].items()}
@@ -103,7 +103,7 @@ def test_official_names_map_one_to_one_except_the_two_unused_modules(vectors_dir
     _, state_dict = decoded_official_vector(vectors_dir)
     converted = convert_official_state_dict(state_dict)
     ignored = [k for k in state_dict if k.startswith(("module.Tencoder.mini_patch_embed4.", "module.convtail.conv_output."))]
-    assert len(ignored) == 6 and sum(state_dict[k].numel() for k in ignored) == 296_667  # SPEC: never called
+    assert len(ignored) == 6 and sum(state_dict[k].numel() for k in ignored) == 296_667  # built, never called
     assert len(converted) == len(state_dict) - len(ignored)
     own = build_model("ka-net").state_dict()
     fourier = {"bottleneck.receptive_fields.fourier.weight", "bottleneck.receptive_fields.fourier.bias"}
@@ -146,7 +146,7 @@ def test_gradients_reach_every_parameter():
 def test_full_model_size_and_structure():
     net = build_model("ka-net")
     counts = {name: sum(p.numel() for p in part.parameters()) for name, part in net.named_children()}
-    # measured on the official code (SPEC): 55,360,759 used parameters
+    # measured on the official code: 55,360,759 used parameters
     assert counts == {"encoder": 15_961_856, "bottleneck": 23_320_804, "decoder": 11_954_176, "tail": 4_123_704,
                       "head": 219, "pool": 0}
     assert sum(counts.values()) == 55_360_759
@@ -243,18 +243,15 @@ def test_losses_pass_the_global_feature_only_where_needed():
     assert KANet.returns_global_feature
 
 
-def kanet_config(out_dir, loss="reweighted_l1", model="ka-net-tiny", epochs=4, samples=64):
-    return config_from_dict({
-        "model": model, "out_dir": str(out_dir),
-        "data": {"dataset": "synthetic", "crop_size": 64, "samples_per_epoch": samples, "num_workers": 0},
-        "train": {"epochs": epochs, "batch_size": 8, "lr": 2e-3, "weight_decay": 0.0, "amp": "off"},
-        "loss": [{"name": loss}],
-    })
+KANET_TRAIN = {"batch_size": 8, "lr": 2e-3, "weight_decay": 0.0}  # with 64-px crops and the reweighted L1 loss
+REWEIGHTED_L1 = [{"name": "reweighted_l1"}]
 
 
 def test_kill_and_resume_gives_the_same_losses_as_an_uninterrupted_run(tmp_path, monkeypatch):
     """The reweighting memory bank is part of the training state: a resumed run sees the bank the killed one had."""
-    full = train.train(kanet_config(tmp_path / "full", epochs=3, samples=16))
+    options = {"model": "ka-net-tiny", "data": {"crop_size": 64, "samples_per_epoch": 16},
+               "train": KANET_TRAIN | {"epochs": 3}, "loss": REWEIGHTED_L1}
+    full = train.train(tiny_config(tmp_path / "full", **options))
     save = engine.training.save_checkpoint
 
     def killed_after_epoch_2(path, payload):
@@ -264,11 +261,11 @@ def test_kill_and_resume_gives_the_same_losses_as_an_uninterrupted_run(tmp_path,
 
     monkeypatch.setattr(engine.training, "save_checkpoint", killed_after_epoch_2)
     with pytest.raises(KeyboardInterrupt):
-        train.train(kanet_config(tmp_path / "resumed", epochs=3, samples=16))
+        train.train(tiny_config(tmp_path / "resumed", **options))
     monkeypatch.undo()
     bank = torch.load(tmp_path / "resumed" / "last.pt", weights_only=True)["loss_state"]["reweighted_l1"]
     assert bank["bank_features"].shape == (8, 64)  # batch 8, z of width 64
-    resumed = train.train(kanet_config(tmp_path / "resumed", epochs=3, samples=16), resume=True)
+    resumed = train.train(tiny_config(tmp_path / "resumed", **options), resume=True)
     full_losses, resumed_losses = logged_losses(tmp_path / "full"), logged_losses(tmp_path / "resumed")
     assert [step for step, _ in full_losses] == list(range(6))
     assert resumed_losses == full_losses  # exactly: step 4 differed (0.5322 vs 0.4715) while the bank was lost
@@ -277,7 +274,8 @@ def test_kill_and_resume_gives_the_same_losses_as_an_uninterrupted_run(tmp_path,
 
 def test_short_training_run_learns_to_dehaze_and_test_py_scores_it(tmp_path):
 
-    history = train.train(kanet_config(tmp_path, epochs=8))
+    history = train.train(tiny_config(tmp_path, "ka-net-tiny", data={"crop_size": 64, "samples_per_epoch": 64},
+                                      train=KANET_TRAIN | {"epochs": 8}, loss=REWEIGHTED_L1))
     psnr = [h["psnr"] for h in history]
     # measured: 12.36 → 14.99 dB (AVX-512), 12.36 → 15.06 dB (AVX2); the hazy inputs score 14.28 dB
     assert psnr[-1] > psnr[0] + 2.0 and psnr[-1] > history[-1]["hazy_psnr"] + 0.3, psnr
@@ -296,4 +294,5 @@ def test_short_training_run_learns_to_dehaze_and_test_py_scores_it(tmp_path):
 
 def test_reweighting_needs_a_model_with_a_global_feature(tmp_path):
     with pytest.raises(ConfigError, match="reweighted_l1 needs the network's global feature"):
-        check_config(kanet_config(tmp_path, model="mixdehazenet-t"))
+        check_config(tiny_config(tmp_path, data={"crop_size": 64, "samples_per_epoch": 64},
+                                 train=KANET_TRAIN | {"epochs": 4}, loss=REWEIGHTED_L1))

@@ -8,8 +8,10 @@ import torchvision
 import train
 from losses import ContrastiveRegularization, build_loss
 from models.weights import MissingWeightsError
-from utils.config import LossTerm, config_from_dict
+from utils.config import LossTerm
 from utils.image import read_image
+
+from .conftest import tiny_config
 
 
 class ReleasedResnet152(nn.Module):
@@ -134,14 +136,10 @@ def test_released_form_exists_only_for_resnet152(monkeypatch):
         ContrastiveRegularization("vgg19", as_released=True)
 
 
-def resnet_config(out_dir):
-    return config_from_dict({
-        "model": "mixdehazenet-t", "out_dir": str(out_dir),
-        "data": {"dataset": "synthetic", "crop_size": 32, "samples_per_epoch": 2, "num_workers": 0},
-        "train": {"epochs": 1, "batch_size": 2, "lr": 1e-3, "amp": "off"},
-        "loss": [{"name": "l1"}, {"name": "contrastive", "weight": 0.1,
-                                   "args": {"backbone": "resnet152", "as_released": True}}],
-    })
+# one epoch of one batch of 2, with the released ResNet-152 regulariser
+RESNET_RUN = {"data": {"samples_per_epoch": 2}, "train": {"batch_size": 2},
+              "loss": [{"name": "l1"}, {"name": "contrastive", "weight": 0.1,
+                        "args": {"backbone": "resnet152", "as_released": True}}]}
 
 
 def test_offline_a_run_needing_resnet152_stops_at_start_up_then_trains_once_the_file_is_in_place(
@@ -150,7 +148,7 @@ def test_offline_a_run_needing_resnet152_stops_at_start_up_then_trains_once_the_
     monkeypatch.setattr("models.weights.WEIGHTS_DIR", tmp_path / "pretrained")
     monkeypatch.setattr("engine.data.build_training_sets", lambda data: pytest.fail("data touched before the weights check"))
     with pytest.raises(MissingWeightsError) as error:
-        train.train(resnet_config(tmp_path / "run"))
+        train.train(tiny_config(tmp_path / "run", **RESNET_RUN))
     message = str(error.value)
     cache = tmp_path / "torch" / "hub" / "checkpoints" / "resnet152-394f9c45.pth"
     assert "resnet152-394f9c45.pth" in message and str(cache) in message
@@ -159,7 +157,7 @@ def test_offline_a_run_needing_resnet152_stops_at_start_up_then_trains_once_the_
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     cache.parent.mkdir(parents=True)
     torch.save(random_resnet152, cache)
-    history = train.train(resnet_config(tmp_path / "run"))
+    history = train.train(tiny_config(tmp_path / "run", **RESNET_RUN))
     assert len(history) == 1 and history[0]["epoch"] == 1
 
 

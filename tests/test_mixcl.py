@@ -1,4 +1,4 @@
-"""MixCLDehazeNet: the seed's network, its text-image attention and the CLIP prior (tiny random open_clip)."""
+"""MixCLDehazeNet: the released network, its text-image attention and the CLIP prior (tiny random open_clip)."""
 import json
 
 import huggingface_hub
@@ -18,8 +18,9 @@ from models.clip_prior import ClipPrior
 from models.mixcl import TextImageAttention
 from models.weights import MissingWeightsError
 from utils.checkpoint import load_checkpoint
-from utils.config import ConfigError, PriorConfig, config_from_dict
+from utils.config import ConfigError, PriorConfig
 
+from .conftest import tiny_config
 from .test_datasets import make_pairs
 
 TINY_CLIP = {"embed_dim": 32, "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "patch_size": 16},
@@ -71,7 +72,7 @@ def test_seed_dead_parameters_are_dropped_and_unknown_ones_refused(vectors_dir):
 
 
 def _materialised_attention(module, image, text):
-    """The seed's computation, with its HW×D attention matrix."""
+    """The released computation, with its HW×D attention matrix."""
     b, _, h, w = image.shape
     q = module.query(image).flatten(2).transpose(1, 2)
     k = module.key(text.reshape(b, 1, -1)).transpose(1, 2)
@@ -202,17 +203,9 @@ def test_missing_weights_fail_early_with_instructions(monkeypatch, tmp_path):
 
 # --- the scripts ------------------------------------------------------------------------------------------------
 
-def _config(tmp_path, model, prior, **data):
-    return config_from_dict({
-        "model": model, "out_dir": str(tmp_path / "run"), "prior": prior,
-        "data": {"dataset": "synthetic", "crop_size": 32, "samples_per_epoch": 8, "num_workers": 0, **data},
-        "train": {"epochs": 1, "batch_size": 4, "lr": 1e-3, "amp": "off"},
-    })
-
-
 @pytest.mark.parametrize("mode", ["clip", "clip-soft", "labels"])
 def test_training_with_each_prior_mode(mode, tiny_clip_weights, tmp_path):
-    config = _config(tmp_path, "mixcl-t", tiny_prior_config(tiny_clip_weights, tmp_path, mode))
+    config = tiny_config(tmp_path / "run", "mixcl-t", prior=tiny_prior_config(tiny_clip_weights, tmp_path, mode))
     history = train.train(config)
     checkpoint = load_checkpoint(tmp_path / "run" / "last.pt")
     assert checkpoint["model_args"] == ({"num_labels": 2} if mode == "labels" else {"text_dim": 32})
@@ -231,26 +224,27 @@ def test_training_with_each_prior_mode(mode, tiny_clip_weights, tmp_path):
 
 def test_model_and_prior_must_fit(tmp_path, tiny_clip_weights):
     with pytest.raises(ConfigError, match="does not fit prior.mode 'none'"):
-        train.train(_config(tmp_path, "mixcl-t", {"mode": "none"}))
+        train.train(tiny_config(tmp_path / "run", "mixcl-t", prior={"mode": "none"}))
     with pytest.raises(ConfigError, match="does not fit prior.mode 'clip'"):
-        train.train(_config(tmp_path / "b", "mixdehazenet-t", tiny_prior_config(tiny_clip_weights, tmp_path)))
+        train.train(tiny_config(tmp_path / "b" / "run", prior=tiny_prior_config(tiny_clip_weights, tmp_path)))
 
 
 def test_demo_falls_back_to_labels_when_clip_weights_are_missing(tmp_path, capsys):
     prior = {"mode": "clip", "clip_pretrained": str(tmp_path / "absent.bin"), "fallback_to_labels": True}
-    train.train(_config(tmp_path, "mixcl-t", prior))
+    train.train(tiny_config(tmp_path / "run", "mixcl-t", prior=prior))
     out = capsys.readouterr().out
     assert out.count("absent.bin does not exist") == 1 and "Continuing with the `labels` prior" in out
     assert load_checkpoint(tmp_path / "run" / "last.pt")["config"]["prior"]["mode"] == "labels"
     with pytest.raises(MissingWeightsError):  # without the fallback, missing weights stop the run
-        train.train(_config(tmp_path / "strict", "mixcl-t", prior | {"fallback_to_labels": False}))
+        train.train(tiny_config(tmp_path / "strict" / "run", "mixcl-t", prior=prior | {"fallback_to_labels": False}))
 
 
 def test_paired_training_and_test_script_use_the_prior_cache(tiny_clip_weights, tmp_path):
     make_pairs(tmp_path / "data" / "train", count=6, size=(40, 40))
     data = make_pairs(tmp_path / "data" / "test", count=2, size=(44, 52))
     prior = tiny_prior_config(tiny_clip_weights, tmp_path)
-    config = _config(tmp_path, "mixcl-t", prior, dataset="paired", root=str(tmp_path / "data"), holdout_fraction=0.3)
+    config = tiny_config(tmp_path / "run", "mixcl-t", prior=prior,
+                         data={"dataset": "paired", "root": str(tmp_path / "data"), "holdout_fraction": 0.3})
     train.train(config)
     cache = prior_cache_path(PriorConfig(**prior), tmp_path / "data" / "train")
     assert cache.is_file() and torch.load(cache, weights_only=True)["names"] == [f"{i:02d}.png" for i in range(6)]

@@ -6,10 +6,11 @@ import torch.nn.functional as F
 from models import build_model, list_models, load_model
 from models.layers import DilatedDepthwiseConv2d
 from models.mixdehazenet import convert_official_state_dict
-from utils.checkpoint import save_checkpoint
 from utils.image import pad_to_multiple
 
-# SPEC section 2 (measured on the official code)
+from .conftest import write_checkpoint
+
+# measured on the official code
 PARAMETERS = {"mixdehazenet-t": 1_622_950, "mixdehazenet-s": 3_164_944,
               "mixdehazenet-b": 6_248_932, "mixdehazenet-l": 12_416_908}
 
@@ -67,7 +68,7 @@ def test_any_input_size_is_padded_right_and_bottom_then_cropped_back(size, padde
 def test_project_checkpoint_round_trip(tmp_path):
     model = build_model("mixdehazenet-t").eval()
     path = tmp_path / "model.pt"
-    save_checkpoint(path, {"model_name": "mixdehazenet-t", "model": model.state_dict()})
+    write_checkpoint(path, net=model)
     x = torch.rand(1, 3, 24, 20) * 2 - 1
     with torch.no_grad():
         expected = model(x)
@@ -79,7 +80,7 @@ def test_project_checkpoint_round_trip(tmp_path):
 
 def test_checkpoint_of_another_model_is_refused(tmp_path):
     path = tmp_path / "model.pt"
-    save_checkpoint(path, {"model_name": "mixdehazenet-t", "model": build_model("mixdehazenet-t").state_dict()})
+    write_checkpoint(path)
     with pytest.raises(ValueError, match="holds a 'mixdehazenet-t' model, not 'mixdehazenet-s'"):
         build_model("mixdehazenet-s", checkpoint=path)
 

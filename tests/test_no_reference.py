@@ -11,9 +11,9 @@ from scipy.ndimage import minimum_filter
 
 import evaluate_real
 from metrics.no_reference import brisque, dark_channel, haze_density, matlab_half_size, niqe
-from models import build_model
-from utils.checkpoint import save_checkpoint
 from utils.image import read_image
+
+from .conftest import LABELS_PRIOR, write_checkpoint
 
 REFERENCE = json.loads((Path(__file__).parent / "reference" / "niqe_basicsr.json").read_text())
 BRISQUE_REFERENCE = json.loads((Path(__file__).parent / "reference" / "brisque_package.json").read_text())
@@ -92,9 +92,7 @@ def test_real_haze_evaluation_script(real_hazy, tmp_path):
     for name in ("canyon.png", "test14.jpg", "test17.bmp"):
         shutil.copy(real_hazy / name, photos / name)
     for name, args in (("mixdehazenet-t", {}), ("mixcl-t", {"num_labels": 2})):
-        save_checkpoint(tmp_path / f"{name}.pt", {"format": "mixcl-dehaze/1", "model_name": name, "model_args": args,
-                                                  "model": build_model(name, **args).state_dict(),
-                                                  "config": {"prior": {"mode": "labels", "classes": ["indoor", "outdoor"]}}})
+        write_checkpoint(tmp_path / f"{name}.pt", name, args, LABELS_PRIOR)
     argv = [str(photos), "--checkpoint", str(tmp_path / "mixdehazenet-t.pt"), "--out", str(tmp_path / "out"),
             "--max-side", "200", "--compare"]
     summary = evaluate_real.run(evaluate_real.parse_args(argv))

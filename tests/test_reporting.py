@@ -12,6 +12,7 @@ import torch.nn as nn
 
 from metrics.statistics import paired_difference
 from models import build_model
+from models.cost import model_cost
 from utils.config import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,6 +118,6 @@ def test_model_cost_counts_every_convolution(monkeypatch):
             module.register_forward_hook(hook)
     with torch.no_grad():
         model(torch.zeros(1, 3, 64, 80))
-    parameters, macs = script("model_cost").model_cost("mixdehazenet-t", (64, 80))
+    parameters, macs = model_cost("mixdehazenet-t", (64, 80))
     assert (parameters, macs) == (1_622_950, sum(counted))
-    assert script("model_cost").model_cost("mixdehazenet-t", (256, 256))[1] == 14_563_909_632  # README's 14.56G
+    assert model_cost("mixdehazenet-t", (256, 256))[1] == 14_563_909_632  # README's 14.56G

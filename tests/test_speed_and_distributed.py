@@ -21,23 +21,17 @@ from models import build_model, load_model
 from models.perceptual import build_feature_extractor
 from models.weights import MissingWeightsError
 from utils.checkpoint import load_checkpoint
-from utils.config import config_from_dict
 from utils.image import read_image
 
+from .conftest import tiny_config
 from .test_training import logged_losses
 
 
-def config_dict(out_dir, **train_options):
-    return {"model": "mixdehazenet-t", "out_dir": str(out_dir),
-            "data": {"dataset": "synthetic", "crop_size": 32, "samples_per_epoch": 8, "num_workers": 0},
-            "train": {"epochs": 2, "batch_size": 4, "lr": 1e-3, "amp": "off", **train_options}}
-
-
-def _ddp_process(rank, world_size, port, values):
+def _ddp_process(rank, world_size, port, config):
     os.environ.update(WORLD_SIZE=str(world_size), RANK=str(rank), LOCAL_RANK=str(rank),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    train.train(config_from_dict(values))
+    train.train(config)
 
 
 def _free_port() -> int:
@@ -48,9 +42,9 @@ def _free_port() -> int:
 
 def test_two_process_ddp_matches_single_process_gradient_accumulation(tmp_path):
     # one process: 2 micro-batches of 2 accumulated per step; DDP: 2 processes with one micro-batch of 2 each
-    single = train.train(config_from_dict(config_dict(tmp_path / "single", micro_batch_size=2)))
+    single = train.train(tiny_config(tmp_path / "single", train={"epochs": 2, "micro_batch_size": 2}))
     assert load_checkpoint(tmp_path / "single" / "last.pt")["epoch"] == 2
-    mp.spawn(_ddp_process, args=(2, _free_port(), config_dict(tmp_path / "ddp")), nprocs=2)
+    mp.spawn(_ddp_process, args=(2, _free_port(), tiny_config(tmp_path / "ddp", train={"epochs": 2})), nprocs=2)
     single_losses, ddp_losses = logged_losses(tmp_path / "single"), logged_losses(tmp_path / "ddp")
     assert [s for s, _ in single_losses] == [s for s, _ in ddp_losses] == [0, 1, 2, 3]
     for (_, a), (_, b) in zip(single_losses, ddp_losses):  # measured ≤ 1.2e-7 (AVX-512), ≤ 1.8e-7 (AVX2) relative
@@ -77,8 +71,8 @@ def test_accumulation_keeps_the_effective_batch(tmp_path, monkeypatch):
     # BatchNorm would see micro-batches of 2 instead of the batch of 4; without it both runs compute the same
     # mean loss and gradient, up to the order of the float32 sums
     monkeypatch.setattr("engine.training.build_model", _without_batch_statistics)
-    whole = train.train(config_from_dict(config_dict(tmp_path / "whole", epochs=1)))
-    halves = train.train(config_from_dict(config_dict(tmp_path / "halves", epochs=1, micro_batch_size=2)))
+    whole = train.train(tiny_config(tmp_path / "whole"))
+    halves = train.train(tiny_config(tmp_path / "halves", train={"micro_batch_size": 2}))
     whole_losses, halves_losses = logged_losses(tmp_path / "whole"), logged_losses(tmp_path / "halves")
     assert [s for s, _ in whole_losses] == [s for s, _ in halves_losses] == [0, 1]
     for (_, a), (_, b) in zip(whole_losses, halves_losses):  # measured: equal (AVX-512), ≤ 1.2e-7 × a (AVX2)
@@ -90,8 +84,8 @@ def test_accumulation_keeps_the_effective_batch(tmp_path, monkeypatch):
 
 
 def test_bf16_autocast_training_step_on_cpu(tmp_path):
-    train.train(config_from_dict(config_dict(tmp_path / "bf16", epochs=1, amp="bf16")))
-    train.train(config_from_dict(config_dict(tmp_path / "fp32", epochs=1, amp="off")))
+    train.train(tiny_config(tmp_path / "bf16", train={"amp": "bf16"}))
+    train.train(tiny_config(tmp_path / "fp32"))
     assert autocast_dtype("bf16", torch.device("cpu")) is torch.bfloat16
     assert autocast_dtype("fp16", torch.device("cpu")) is None  # the GPU default trains fp32 on a CPU
     (_, a), (_, b) = logged_losses(tmp_path / "bf16")[0], logged_losses(tmp_path / "fp32")[0]
@@ -115,10 +109,10 @@ def test_non_finite_losses_skip_steps_then_stop_the_run(tmp_path, monkeypatch):
         return criterion
 
     monkeypatch.setattr("losses.build_loss", poisoned)
-    config = config_from_dict(config_dict(tmp_path / "run", epochs=1, max_skipped_steps=5))
+    config = tiny_config(tmp_path / "run", train={"max_skipped_steps": 5})
     train.train(config)
     assert load_checkpoint(tmp_path / "run" / "last.pt")["skipped_steps"] == 1
-    config = config_from_dict(config_dict(tmp_path / "stop", epochs=10, max_skipped_steps=2))
+    config = tiny_config(tmp_path / "stop", train={"epochs": 10, "max_skipped_steps": 2})
     with pytest.raises(TrainingDiverged, match="3 steps had a non-finite loss"):
         train.train(config)
 
@@ -132,7 +126,7 @@ def test_ema_is_the_exponential_average_of_the_steps_evaluated_saved_and_loaded(
             super().update_parameters(model)
 
     monkeypatch.setattr("engine.training.AveragedModel", Recording)
-    history = train.train(config_from_dict(config_dict(tmp_path, epochs=2, ema_decay=0.5)))
+    history = train.train(tiny_config(tmp_path, train={"epochs": 2, "ema_decay": 0.5}))
     assert {"ema_psnr", "ema_ssim"} <= set(history[-1])
     checkpoint = load_checkpoint(tmp_path / "last.pt")
     assert checkpoint["ema_updates"] == len(steps) == 4
@@ -150,8 +144,8 @@ def test_ema_is_the_exponential_average_of_the_steps_evaluated_saved_and_loaded(
 
 
 def test_channels_last_trains_like_contiguous(tmp_path):
-    train.train(config_from_dict(config_dict(tmp_path / "nchw", epochs=1)))
-    train.train(config_from_dict(config_dict(tmp_path / "nhwc", epochs=1, channels_last=True)))
+    train.train(tiny_config(tmp_path / "nchw"))
+    train.train(tiny_config(tmp_path / "nhwc", train={"channels_last": True}))
     for (_, a), (_, b) in zip(logged_losses(tmp_path / "nchw"), logged_losses(tmp_path / "nhwc")):
         assert abs(a - b) <= 1e-4 * a
 

@@ -16,18 +16,11 @@ import train
 from datasets import DatasetError, build_training_sets
 from models import load_model
 from utils.checkpoint import CheckpointError, load_checkpoint
-from utils.config import ConfigError, config_from_dict, load_config
+from utils.config import ConfigError, load_config
 from utils.image import read_image
 
+from .conftest import tiny_config
 from .test_datasets import make_pairs
-
-
-def tiny_config(out_dir, **data):
-    return config_from_dict({
-        "model": "mixdehazenet-t", "out_dir": str(out_dir),
-        "data": {"dataset": "synthetic", "crop_size": 32, "samples_per_epoch": 8, "num_workers": 0, **data},
-        "train": {"epochs": 3, "batch_size": 4, "lr": 1e-3, "amp": "off"},
-    })
 
 
 def logged_losses(out_dir):
@@ -37,7 +30,7 @@ def logged_losses(out_dir):
 
 
 def test_resume_gives_the_same_losses_as_an_uninterrupted_run(tmp_path, monkeypatch):
-    full = train.train(tiny_config(tmp_path / "full"))
+    full = train.train(tiny_config(tmp_path / "full", train={"epochs": 3}))
 
     save = engine.training.save_checkpoint
 
@@ -48,10 +41,10 @@ def test_resume_gives_the_same_losses_as_an_uninterrupted_run(tmp_path, monkeypa
 
     monkeypatch.setattr(engine.training, "save_checkpoint", crash_after_epoch_2)
     with pytest.raises(KeyboardInterrupt):
-        train.train(tiny_config(tmp_path / "resumed"))
+        train.train(tiny_config(tmp_path / "resumed", train={"epochs": 3}))
     monkeypatch.undo()
     assert load_checkpoint(tmp_path / "resumed" / "last.pt")["epoch"] == 2
-    resumed = train.train(tiny_config(tmp_path / "resumed"), resume=True)
+    resumed = train.train(tiny_config(tmp_path / "resumed", train={"epochs": 3}), resume=True)
 
     assert [h["psnr"] for h in resumed] == [h["psnr"] for h in full]
     assert len(full) == 3 and full[-1]["psnr"] > full[0]["psnr"] - 1.0
@@ -68,7 +61,6 @@ def test_resume_gives_the_same_losses_as_an_uninterrupted_run(tmp_path, monkeypa
 
 def test_checkpoint_carries_everything_needed(tmp_path):
     config = tiny_config(tmp_path)
-    config.train.epochs = 1
     train.train(config)
     checkpoint = load_checkpoint(tmp_path / "last.pt")
     assert checkpoint["model_name"] == "mixdehazenet-t" and checkpoint["epoch"] == 1
@@ -85,7 +77,7 @@ def test_checkpoint_carries_everything_needed(tmp_path):
 def test_bad_data_stops_the_run_before_training(tmp_path):
     root = make_pairs(tmp_path / "data" / "train", size=(48, 48))
     (root / "hazy" / "02.png").write_bytes(b"broken")
-    config = tiny_config(tmp_path / "run", dataset="paired", root=str(tmp_path / "data"))
+    config = tiny_config(tmp_path / "run", data={"dataset": "paired", "root": str(tmp_path / "data")}, train={"epochs": 3})
     with pytest.raises(DatasetError, match="hazy/02.png: cannot be decoded as an image"):
         train.train(config)
     assert not (tmp_path / "run").exists()
@@ -94,10 +86,10 @@ def test_bad_data_stops_the_run_before_training(tmp_path):
 def test_validation_split_choices(tmp_path):
     make_pairs(tmp_path / "train", count=10, size=(48, 48))
     make_pairs(tmp_path / "test", count=3, size=(48, 48))
-    holdout = tiny_config(tmp_path, dataset="paired", root=str(tmp_path), holdout_fraction=0.2).data
+    holdout = tiny_config(tmp_path, data={"dataset": "paired", "root": str(tmp_path), "holdout_fraction": 0.2}).data
     train_set, val_set = build_training_sets(holdout)
     assert (len(train_set), len(val_set)) == (8, 2) and val_set.root == tmp_path / "train"
-    anchors = tiny_config(tmp_path, dataset="paired", root=str(tmp_path), validation="test-center-crop").data
+    anchors = tiny_config(tmp_path, data={"dataset": "paired", "root": str(tmp_path), "validation": "test-center-crop"}).data
     train_set, val_set = build_training_sets(anchors)
     assert (len(train_set), len(val_set)) == (10, 3) and val_set.root == tmp_path / "test"
 
@@ -155,7 +147,6 @@ def test_ablations_differ_from_the_released_recipe_in_one_named_place():
 
 def test_test_script_writes_csv_summary_and_images(tmp_path):
     config = tiny_config(tmp_path / "run")
-    config.train.epochs = 1
     train.train(config)
     data = make_pairs(tmp_path / "test", count=2, size=(45, 61))
     out = tmp_path / "results"

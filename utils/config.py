@@ -34,7 +34,7 @@ class DataConfig:
     edge_decay: float = 0.0            # extra probability of crops touching the border (DehazeFormer)
     rotate90: bool = False             # random 90° rotations (indoor recipes only)
     # "holdout": validate on centre crops of `holdout_fraction` of the train split (default: the test set
-    # stays unseen until test.py). "test-center-crop": the anchors' practice, centre crops of the test split.
+    # stays unseen until test.py). "test-center-crop": the released recipes' practice, centre crops of the test split.
     validation: str = "holdout"
     holdout_fraction: float = 0.02
     samples_per_epoch: int = 256       # synthetic dataset only
@@ -53,7 +53,7 @@ class TrainConfig:
     batch_size: int = 16
     lr: float = 1e-4
     min_lr_ratio: float = 1e-2         # cosine annealing per epoch from lr down to lr·min_lr_ratio
-    weight_decay: float = 0.01         # torch's AdamW default, as the anchors use it
+    weight_decay: float = 0.01         # torch's AdamW default, as the released recipes use it
     amp: str = "fp16"                  # "fp16" (with GradScaler), "bf16" or "off"; on the CPU only bf16 applies
     seed: int = 0
     eval_every: int = 1                # epochs between validations (and best-checkpoint updates)
@@ -71,7 +71,7 @@ class TrainConfig:
 @dataclass
 class PriorConfig:
     """The language prior of MixCL models (datasets/prior.py); "none" for plain backbones."""
-    mode: str = "none"                 # "clip" (the seed), "clip-soft", "labels" or "none"
+    mode: str = "none"                 # "clip" (MixCLDehazeNet), "clip-soft", "labels" or "none"
     clip_model: str = "ViT-B-32"       # open_clip model name
     clip_pretrained: str = "openai"    # open_clip tag, or a weights file (e.g. under pretrained/)
     classes: list[str] = field(default_factory=lambda: ["indoor", "outdoor"])

@@ -67,11 +67,14 @@ def _orientation(path: Path) -> int:
     try:
         with Image.open(path) as image:
             width, height = image.size
+            if width * height > MAX_PIXELS:
+                raise ImageError(f"{path}: its header claims {width}×{height} pixels, more than {MAX_PIXELS:,}; "
+                                 "refusing to decode it")
             orientation = image.getexif().get(_ORIENTATION, 1)
-    except Exception:  # noqa: BLE001 — PIL may not know the format; OpenCV's decode decides then
+    except ImageError:
+        raise
+    except Exception:  # noqa: BLE001 — PIL may not know the format or its metadata; OpenCV's decode decides then
         return 1
-    if width * height > MAX_PIXELS:
-        raise ImageError(f"{path}: its header claims {width}×{height} pixels, more than {MAX_PIXELS:,}; refusing to decode it")
     return orientation if orientation in range(1, 9) else 1
 
 
@@ -162,3 +165,17 @@ def pad_to_multiple(x: torch.Tensor, multiple: int, min_size: int = 1) -> torch.
         return x
     mode = "reflect" if pad_h < h and pad_w < w else "replicate"
     return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+
+
+def check_images(paths: list[Path]) -> dict[Path, tuple[int, int]]:
+    """(width, height) of every image, each decoded as `check_image` does; ImageError listing every problem
+    when any is unusable — so that a bad file stops a script before its first photo, not in the middle."""
+    sizes, problems = {}, []
+    for path in paths:
+        size, problem = check_image(path)
+        if problem:
+            problems.append(f"{path}: {problem}")
+        sizes[path] = size
+    if problems:
+        raise ImageError(f"{len(problems)} problem(s):\n  " + "\n  ".join(problems))
+    return sizes
