@@ -20,9 +20,10 @@ fi
 
 config=configs/demo/mixcl-t.yaml
 run_dir=runs/demo/mixcl-t
-if [ -e "$run_dir/last.pt" ]; then
-  echo "A previous demo run is in $run_dir; moving it to $run_dir.previous"
-  rm -rf "$run_dir.previous" && mv "$run_dir" "$run_dir.previous"
+if [ -e "$run_dir" ]; then
+  kept="$run_dir.$(date +%Y%m%d-%H%M%S)"
+  echo "A previous demo run is in $run_dir; keeping it as $kept"
+  mv "$run_dir" "$kept"
 fi
 "$python" train.py "$config"
 "$python" test.py --checkpoint "$run_dir/best.pt" --data synthetic --out "$run_dir/test"
