@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> dict:
     images = output_paths(names, out / "images", ".png") if names else {}
     comparisons = output_paths(names, out / "comparisons", ".jpg") if names and args.compare else {}
     dehazer = Dehazer(model, device=args.device, amp=args.amp, tile=args.tile, overlap=args.overlap,
-                      label=args.label, labels=args.labels)
+                      photo_priors=False)  # the dataset carries each image's prior
     domain_source = None
     if getattr(model, "takes_prior", False):
         prior = prior_config_of(model)  # the set-up the network was trained with

@@ -50,11 +50,14 @@ def as_rgb_array(image: np.ndarray | Image.Image) -> np.ndarray:
 class Dehazer:
     """A network ready for photos. `tile`: "auto", None (never) or a tile size in pixels; `amp`: off, fp16
     or bf16 autocast; `label` / `labels`: MixCL networks are conditioned on this class (for every photo) or on
-    each photo's class in a `name,class` file, instead of CLIP's; `progress`: a progress bar over the tiles."""
+    each photo's class in a `name,class` file, instead of CLIP's; `photo_priors=False`: the caller hands `forward`
+    the priors (test.py takes them from its dataset), none is computed from photos; `progress`: a progress bar
+    over the tiles."""
 
     def __init__(self, model: nn.Module, device: torch.device | str | None = None, amp: str = "off",
                  label: str | None = None, labels: Path | None = None, tile: int | str | None = "auto",
-                 overlap: int = 64, max_whole_pixels: int = MAX_WHOLE_PIXELS_CPU, progress: bool = False):
+                 overlap: int = 64, max_whole_pixels: int = MAX_WHOLE_PIXELS_CPU, photo_priors: bool = True,
+                 progress: bool = False):
         if amp not in AMP_DTYPES:
             raise ValueError(f"amp must be one of {list(AMP_DTYPES)}, got {amp!r}")
         if not (tile is None or tile == "auto" or isinstance(tile, int)):
@@ -63,7 +66,7 @@ class Dehazer:
         self.model = model.eval().to(self.device)
         self.amp_dtype = AMP_DTYPES[amp]
         self.tile, self.overlap, self.max_whole_pixels, self.progress = tile, overlap, max_whole_pixels, progress
-        self.prior_of = photo_prior(model, self.device, label, labels)
+        self.prior_of = photo_prior(model, self.device, label, labels) if photo_priors else None
         self.last_tiled = False  # whether the last photo went through tiles (predict.py reports it)
 
     def __call__(self, image: np.ndarray | Image.Image, name: str = "") -> np.ndarray | Image.Image:

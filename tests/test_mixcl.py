@@ -1,4 +1,5 @@
 """MixCLDehazeNet: the released network, its text-image attention and the CLIP prior (tiny random open_clip)."""
+import csv
 import json
 
 import huggingface_hub
@@ -20,7 +21,7 @@ from models.weights import MissingWeightsError
 from utils.checkpoint import load_checkpoint
 from utils.config import ConfigError, PriorConfig
 
-from .conftest import tiny_config
+from .conftest import LABELS_PRIOR, tiny_config, write_checkpoint
 from .test_datasets import make_pairs
 
 TINY_CLIP = {"embed_dim": 32, "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "patch_size": 16},
@@ -220,6 +221,22 @@ def test_training_with_each_prior_mode(mode, tiny_clip_weights, tmp_path):
             values.append(10 * np.log10(4 / (output - item["gt"].double()).square().mean().item()))  # [-1, 1]: /2
     # measured gaps ≤ 2e-7 dB (AVX-512 and AVX2; batch of 4 there, 1 here) at 15.1–15.2 dB
     assert len(values) == 32 and abs(np.mean(values) - history[-1]["psnr"]) <= 1e-4
+
+
+def test_test_py_gives_a_labels_prior_checkpoint_the_known_classes(tmp_path, capsys):
+    """What `bash train.sh` does last: test.py on the demo's labels-prior MixCL checkpoint, synthetic test photos
+    (their classes are known), no --label needed; the scores are the network's on those priors."""
+    checkpoint = write_checkpoint(tmp_path / "mixcl-t.pt", "mixcl-t", {"num_labels": 2}, LABELS_PRIOR)
+    summary = test_script.run(test_script.parse_args(["--checkpoint", str(checkpoint), "--data", "synthetic",
+                                                      "--out", str(tmp_path / "test"), "--no-images"]))
+    model, dataset = load_model(checkpoint), build_test_set("synthetic")
+    with torch.no_grad():
+        item = dataset[0]  # chelsea, an indoor photo: label 0
+        output = model(item["hazy"][None], torch.tensor([0])).clamp(-1, 1) * 0.5 + 0.5
+    expected = 10 * np.log10(1 / (output - (item["gt"][None] * 0.5 + 0.5)).square().mean().item())
+    with open(tmp_path / "test" / "per_image.csv") as f:
+        assert float(next(csv.DictReader(f))["psnr"]) == pytest.approx(expected, abs=1e-4)
+    assert summary["images"] == 6 and summary["domain_source"] == "the photos' known domains"
 
 
 def test_model_and_prior_must_fit(tmp_path, tiny_clip_weights):
