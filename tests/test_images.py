@@ -119,3 +119,17 @@ def test_a_pair_really_stored_sideways_is_refused_before_training(tmp_path):
     rotated_pair(tmp_path / "data", exif=False)
     with pytest.raises(DatasetError, match=r"hazy/p.png: size 40×56 differs from .*GT/p.png \(56×40\)"):
         validate_paired_folder(tmp_path / "data")
+
+
+def test_every_real_photo_passes_the_check_and_damage_is_caught_whatever_the_jpeg_layout(real_hazy, reside_samples, tmp_path):
+    """42 real photos; test12.jpg has a chroma layout libjpeg-turbo's API cannot classify (decoded by Pillow instead)."""
+    photos = sorted(p for folder in (real_hazy, reside_samples / "hazy", reside_samples / "GT") for p in folder.iterdir()
+                    if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp"))
+    assert len(photos) == 42
+    for path in photos:
+        size, problem = check_image(path)
+        assert problem is None, (path, problem)
+        assert size == read_image(path).shape[1::-1]
+    data = (real_hazy / "test12.jpg").read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(data[: len(data) * 97 // 100])  # OpenCV refuses this layout's truncation itself
+    assert check_image(tmp_path / "cut.jpg")[1] == "cannot be decoded as an image (damaged, or not an image format OpenCV reads)"

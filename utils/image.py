@@ -120,13 +120,29 @@ def check_image(path: Path | str) -> tuple[tuple[int, int] | None, str | None]:
     path = Path(path)
     try:
         image = read_image(path)
-        if path.suffix.lower() in (".jpg", ".jpeg"):
-            simplejpeg.decode_jpeg(path.read_bytes(), strict=True)
     except ImageError as e:
         return None, str(e).removeprefix(f"{path}: ")
-    except (ValueError, OSError) as e:  # simplejpeg reports damaged data as ValueError
-        return None, f"damaged or truncated JPEG ({' '.join(str(e).split())})"
-    return (image.shape[1], image.shape[0]), None
+    problem = _jpeg_problem(path) if path.suffix.lower() in (".jpg", ".jpeg") else None
+    return (None, problem) if problem else ((image.shape[1], image.shape[0]), None)
+
+
+def _jpeg_problem(path: Path) -> str | None:
+    """Decode a JPEG strictly with libjpeg-turbo (simplejpeg): its warnings about corrupt or missing data, which
+    OpenCV only prints, become the problem. A valid but unusual chroma layout that TurboJPEG's API does not
+    take is decoded fully by Pillow instead, which still catches truncation."""
+    try:
+        simplejpeg.decode_jpeg(path.read_bytes(), strict=True)
+        return None
+    except ValueError as e:
+        message = " ".join(str(e).split())
+        if "subsampling" not in message:
+            return f"damaged or truncated JPEG ({message})"
+    try:
+        with Image.open(path) as image:
+            image.load()
+    except OSError as e:
+        return f"damaged or truncated JPEG ({e})"
+    return None
 
 
 def to_uint8(image: np.ndarray | torch.Tensor) -> np.ndarray:
