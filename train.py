@@ -54,6 +54,7 @@ def train(config: Config, resume: bool = False) -> list[dict]:
     if resume != (out_dir / "last.pt").exists():
         raise (FileNotFoundError(f"{out_dir / 'last.pt'} does not exist: nothing to resume") if resume else
                FileExistsError(f"{out_dir / 'last.pt'} exists: pass --resume to continue it, or choose another out_dir"))
+    out_dir.mkdir(parents=True, exist_ok=True)  # a folder that cannot be written stops the run here
     process = start_process(config.train.seed)
     criterion = build_loss(config.loss).to(process.device)
     data = prepare_data(config, process)

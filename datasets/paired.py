@@ -72,7 +72,7 @@ def validate_paired_folder(root: Path | str, min_size: int | None = None, worker
     if problems:
         shown = "\n  ".join(problems[:50])
         more = f"\n  … and {len(problems) - 50} more" if len(problems) > 50 else ""
-        raise DatasetError(f"{root}: {len(problems)} problem(s) found before training:\n  {shown}{more}")
+        raise DatasetError(f"{root}: {len(problems)} problem(s), found before any image was used:\n  {shown}{more}")
     return names
 
 

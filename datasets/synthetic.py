@@ -21,7 +21,7 @@ import numpy as np
 import skimage.data
 from torch.utils.data import Dataset
 
-from utils.image import is_image_file, read_image, to_tensor
+from utils.image import check_image, is_image_file, read_image, to_tensor
 
 from .haze_model import HazeModel, add_haze, vertical_depth_proxy
 from .paired import DatasetError
@@ -73,7 +73,8 @@ def read_depth(path: Path) -> np.ndarray:
 
 class CleanImageFolder:
     """Clean images of a folder, and their depth maps when `depth_root` holds `<stem>.png` or `<stem>.npy`.
-    Every image is checked up front (readable RGB, at least `min_size` on each side, depth of the same size)."""
+    Every image is checked up front (decoded with the project's reader, JPEGs strictly; at least `min_size` on
+    each side; a depth map of the same size)."""
 
     def __init__(self, root: Path | str, depth_root: Path | str | None = None, min_size: int = 1):
         self.root = Path(root)
@@ -85,6 +86,10 @@ class CleanImageFolder:
             raise DatasetError(f"{self.root}: no images")
         problems = []
         for name in self.names:
+            _, problem = check_image(self.root / name)
+            if problem:
+                problems.append(f"{self.root / name}: {problem}")
+                continue
             try:
                 clear, depth = self.load(name)
             except (DatasetError, OSError, ValueError) as e:

@@ -7,7 +7,7 @@ import inspect
 from datasets.haze_model import HazeModel
 from datasets.prior import PRIOR_MODES
 from losses import LOSSES
-from models import list_models, model_class
+from models import build_model, list_models, model_class
 from utils.config import Config, ConfigError
 
 
@@ -30,6 +30,11 @@ def check_config(config: Config) -> None:
         if unknown := unknown_arguments(network, config.model_args):
             problems.append(f"model_args {', '.join(unknown)}: not arguments of {network.__name__} "
                             f"({', '.join(p for p in inspect.signature(network.__init__).parameters if p != 'self')})")
+        else:
+            try:  # values of the wrong kind fail here, before the data is touched
+                build_model(name, **config.model_args)
+            except (TypeError, ValueError, KeyError, IndexError) as e:
+                problems.append(f"model_args {config.model_args}: {network.__name__} cannot be built with them ({e})")
         needs_feature = [t.name for t in config.loss if getattr(LOSSES.get(t.name), "needs_global_feature", False)]
         if needs_feature and not getattr(network, "returns_global_feature", False):
             problems.append(f"loss {', '.join(needs_feature)} needs the network's global feature, which model "

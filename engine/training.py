@@ -81,7 +81,9 @@ def build_run(config: Config, criterion: WeightedLoss, model_args: dict, process
 
 
 def weights_are_finite(model: nn.Module) -> bool:
-    return bool(torch.isfinite(torch.nn.utils.get_total_norm(list(model.parameters()), norm_type=math.inf)))
+    """Parameters and floating buffers (BatchNorm statistics) alike: a checkpoint holds both."""
+    tensors = [*model.parameters(), *(b for b in model.buffers() if b.is_floating_point())]
+    return bool(torch.isfinite(torch.nn.utils.get_total_norm(tensors, norm_type=math.inf)))
 
 
 def train_step(run: TrainingRun, micro_batches: list[dict]) -> list[float]:
@@ -107,23 +109,24 @@ def train_step(run: TrainingRun, micro_batches: list[dict]) -> list[float]:
         dist.all_reduce(sums)
     losses = (sums / (len(micro_batches) * run.process.world_size)).tolist()
 
-    if math.isfinite(losses[0]):
+    stepped = math.isfinite(losses[0])
+    if stepped:
         run.scaler.step(run.optimizer)
         run.scaler.update()
-        if not weights_are_finite(run.model):
-            raise TrainingDiverged(
-                f"epoch {run.epoch + 1}: an update with a finite loss made weights non-finite (train.lr "
-                f"{run.config.train.lr:g} is too high?); nothing from this epoch is saved. Resume the last "
-                f"checkpoint with a lower rate: train.py CONFIG --resume train.lr=...")
-        if run.ema is not None:
-            run.ema.update_parameters(run.model)
     else:
         run.skipped_steps += 1
-        if run.skipped_steps > run.config.train.max_skipped_steps:
-            raise TrainingDiverged(
-                f"{run.skipped_steps} steps had a non-finite loss (train.max_skipped_steps is "
-                f"{run.config.train.max_skipped_steps}): the run diverged. Resume the last checkpoint with a lower "
-                f"rate or bf16: train.py CONFIG --resume train.lr=... (or another out_dir with train.amp=bf16)")
+    if not weights_are_finite(run.model):  # an update, or BatchNorm statistics of a non-finite forward pass
+        raise TrainingDiverged(
+            f"epoch {run.epoch + 1}: weights or BatchNorm statistics became non-finite (train.lr {run.config.train.lr:g} "
+            f"too high?); nothing from this epoch is saved. Resume the last checkpoint with a lower rate: "
+            f"train.py CONFIG --resume train.lr=...")
+    if stepped and run.ema is not None:
+        run.ema.update_parameters(run.model)
+    if run.skipped_steps > run.config.train.max_skipped_steps:
+        raise TrainingDiverged(
+            f"{run.skipped_steps} steps had a non-finite loss (train.max_skipped_steps is "
+            f"{run.config.train.max_skipped_steps}): the run diverged. Resume the last checkpoint with a lower "
+            f"rate or bf16: train.py CONFIG --resume train.lr=... (or another out_dir with train.amp=bf16)")
     run.optimizer.zero_grad(set_to_none=True)
     return losses
 

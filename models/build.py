@@ -62,6 +62,9 @@ def load_weights(model: nn.Module, name: str, contents: dict[str, Any], source: 
         missing, unexpected = model.load_state_dict(state_dict, strict=False)
     except (KeyError, RuntimeError) as e:  # unknown official names, or tensors of the wrong shape
         raise CheckpointError(f"{source} does not hold {name!r} weights ({' '.join(str(e).split())[:300]})") from None
+    if not all(torch.isfinite(t).all() for t in model.state_dict().values() if t.is_floating_point()):
+        raise CheckpointError(f"{source} holds non-finite weights (NaN or inf): a run that diverged; its outputs would "
+                              f"be black images and NaN scores")
     if missing or unexpected:
         raise CheckpointError(f"{source} does not hold {name!r} weights: missing {len(missing)} "
                               f"({', '.join(missing[:3])}{'…' if len(missing) > 3 else ''}), unexpected {len(unexpected)} "

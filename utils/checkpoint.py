@@ -46,7 +46,10 @@ def _write_atomically(path: Path, write) -> None:
     try:
         os.fchmod(fd, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as f:
-            write(f)
+            try:
+                write(f)
+            except RuntimeError:  # torch.save's zip writer reports a failed write (full disk) this way
+                raise OSError(f"{path}: could not be written (the disk is full, or a file size limit was hit)") from None
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -73,13 +76,13 @@ def load_checkpoint(path: Path | str) -> dict[str, Any]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        if "weights_only" not in str(e) and "Unsupported global" not in str(e):
-            raise CheckpointError(f"checkpoint {path} is damaged or not a PyTorch file") from None
+        if "global" not in str(e):  # not a pickled Python object of a disallowed type: garbage
+            raise CheckpointError(f"checkpoint {path} is damaged or truncated, or not a PyTorch file") from None
         raise CheckpointError(
             f"checkpoint {path} holds Python objects besides tensors, which loading would have to execute; if you "
             f"trust its source, keep only its weights: python -c \"import torch; c = torch.load('{path}', "
             f"weights_only=False); torch.save({{'state_dict': c['state_dict']}}, 'weights_only.pt')\"") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError):
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError):  # torch raises all of these for damage
         raise CheckpointError(f"checkpoint {path} is damaged or truncated, or not a PyTorch file") from None
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(checkpoint).__name__}, expected a dict of weights")

@@ -1,0 +1,350 @@
+"""Bad inputs and faults, as a hostile user would make them: each is named (one line per problem, naming its file,
+exit status 1, no traceback) before work starts, or handled correctly. Nothing a user owns is overwritten, and no
+output is silently wrong."""
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import engine.training
+import evaluate_real
+import predict
+import test as test_script
+import train
+from inference import dehaze
+from models import build_model, load_model
+from utils.checkpoint import load_checkpoint, save_checkpoint
+from utils.cli import run_reporting_user_errors
+from utils.image import read_image
+
+from .conftest import tiny_config, write_checkpoint
+from .test_datasets import make_pairs
+from .test_images import UPRIGHT, png_claiming, save_with_orientation
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def user_error(main, argv: list[str]) -> str:
+    """The message a script ends with when the user's input is bad (SystemExit with a string: exit status 1)."""
+    with pytest.raises(SystemExit) as stop:
+        run_reporting_user_errors(main, [str(a) for a in argv])
+    assert isinstance(stop.value.code, str) and stop.value.code.startswith("error: "), stop.value.code
+    return stop.value.code
+
+
+def photos(folder: Path, names=("a.png", "b.jpg")) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        Image.fromarray(UPRIGHT).save(folder / name)
+    return folder
+
+
+# --- inputs that must be named before any work: (what is given, the message expected) ------------------------------
+
+def truncated_jpeg(path: Path) -> Path:
+    Image.fromarray(UPRIGHT).save(path, quality=90)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    return path
+
+
+def zeroed_jpeg(path: Path) -> Path:
+    Image.fromarray(UPRIGHT).save(path, quality=90)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 3: len(data) // 3 + 200] = bytes(200)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def case_predict_truncated_photo(tmp):
+    truncated_jpeg(photos(tmp / "in") / "c.jpg")
+    return predict.main, [tmp / "in", "--checkpoint", write_checkpoint(tmp / "net.pt"), "--out", tmp / "out"], \
+        r"1 problem\(s\):\n  .*in/c.jpg: damaged or truncated JPEG \(Premature end of JPEG file\)"
+
+
+def case_predict_file_opencv_cannot_read(tmp):
+    (photos(tmp / "in") / "tga.png").write_bytes(b"\x00\x00\x02" + bytes(115))  # Targa data named .png
+    return predict.main, [tmp / "in", "--checkpoint", write_checkpoint(tmp / "net.pt"), "--out", tmp / "out"], \
+        r"in/tga.png: cannot be decoded as an image"
+
+
+def case_predict_header_claims_a_gigapixel(tmp):
+    (photos(tmp / "in") / "huge.png").write_bytes(png_claiming(100_000, 100_000))
+    return predict.main, [tmp / "in", "--checkpoint", write_checkpoint(tmp / "net.pt"), "--out", tmp / "out"], \
+        r"in/huge.png: its header claims 100000×100000 pixels"
+
+
+def case_predict_out_is_the_photos_folder(tmp):
+    return predict.main, [photos(tmp / "in"), "--checkpoint", write_checkpoint(tmp / "net.pt"), "--out", tmp / "in"], \
+        r"results would overwrite input files: .*in/a.png \(from .*in/a.png\)"
+
+
+def case_evaluate_real_truncated_photo(tmp):
+    truncated_jpeg(photos(tmp / "in", ("a.png",)) / "c.jpg")
+    return evaluate_real.main, [tmp / "in", "--checkpoint", write_checkpoint(tmp / "net.pt"), "--out", tmp / "out"], \
+        r"in/c.jpg: damaged or truncated JPEG"
+
+
+def case_synthesize_haze_from_a_truncated_clean_photo(tmp):
+    truncated_jpeg(photos(tmp / "clean", ("a.png",)) / "c.jpg")
+    synthesize = load_script("synthesize_haze")
+    return (lambda argv: synthesize.main(synthesize.parse_args(argv))), ["--clean", tmp / "clean", "--out", tmp / "out"], \
+        r"clean/c.jpg: damaged or truncated JPEG"
+
+
+def training_data(tmp: Path, damage) -> Path:
+    root = make_pairs(tmp / "data" / "train", count=4, size=(48, 48))
+    damage(root)
+    return tmp / "data"
+
+
+def train_argv(tmp: Path, data: Path | None = None, *overrides: str) -> list:
+    (tmp / "config.yaml").write_text(json.dumps(tiny_config(tmp / "run").to_dict()))  # JSON is YAML
+    data_overrides = ["data.dataset=paired", f"data.root={data}"] if data else []
+    return [tmp / "config.yaml", *data_overrides, *overrides]
+
+
+def case_train_zeroed_jpeg(tmp):
+    data = training_data(tmp, lambda root: (zeroed_jpeg(root / "GT" / "09.jpg"), zeroed_jpeg(root / "hazy" / "09.jpg")))
+    return train.main, train_argv(tmp, data), r"train/GT/09.jpg: damaged or truncated JPEG \(Corrupt JPEG data"
+
+
+def case_train_exif_rotates_one_side_of_a_pair(tmp):
+    def rotate(root):  # upright pixels, but a tag that says "turn 90°": the viewer (and the loader) turn it
+        save_with_orientation(root / "hazy" / "00.png", np.asarray(Image.open(root / "hazy" / "00.png").resize((56, 48))), 6)
+        Image.open(root / "GT" / "00.png").resize((56, 48)).save(root / "GT" / "00.png")
+    return train.main, train_argv(tmp, training_data(tmp, rotate)), \
+        r"train/hazy/00.png: size 48×56 differs from .*train/GT/00.png \(56×48\)"
+
+
+def case_train_broken_link_pair(tmp):
+    def links(root):
+        for folder in ("GT", "hazy"):
+            (root / folder / "09.png").symlink_to(root / "gone.png")
+    return train.main, train_argv(tmp, training_data(tmp, links)), r"train/GT/09.png: no such file \(or a broken link\)"
+
+
+def case_train_infinite_learning_rate(tmp):
+    return train.main, train_argv(tmp, None, "train.lr=.inf"), r"train.lr: expected a finite number, got inf"
+
+
+def case_train_batch_not_a_multiple_of_the_micro_batch(tmp):
+    return train.main, train_argv(tmp, None, "train.micro_batch_size=3"), \
+        r"train.batch_size 4 is not a multiple of train.micro_batch_size 3"
+
+
+def case_train_unknown_model_args(tmp):
+    return train.main, train_argv(tmp, None, "model_args={width: 3}"), \
+        r"model_args width: not arguments of MixDehazeNet \(depths, widths, in_chans\)"
+
+
+def case_train_model_args_of_the_wrong_kind(tmp):
+    return train.main, train_argv(tmp, None, "model_args={widths: 3}"), \
+        r"model_args \{'widths': 3\}: MixDehazeNet cannot be built with them \('int' object is not subscriptable\)"
+
+
+def case_train_yaml_syntax_error(tmp):
+    (tmp / "bad.yaml").write_text("model: mixdehazenet-t\ntrain: {epochs: 3\n")
+    return train.main, [tmp / "bad.yaml"], r"bad.yaml: not valid YAML \(while parsing a flow mapping"
+
+
+def case_train_out_dir_not_writable(tmp):
+    return train.main, train_argv(tmp, None, "out_dir=/sys/mixcl-run"), r"\[Errno 1\] Operation not permitted: '/sys/mixcl-run'"
+
+
+def checkpoint_case(make):
+    def case(tmp):
+        checkpoint, model = make(tmp)
+        test_data = make_pairs(tmp / "test", count=1, size=(40, 44))
+        argv = ["--checkpoint", checkpoint, "--data", test_data, "--out", tmp / "out"] + (["--model", model] if model else [])
+        return test_script.main, argv, re.escape(str(checkpoint))
+    return case
+
+
+def truncated_checkpoint(tmp):
+    path = write_checkpoint(tmp / "net.pt")
+    path.write_bytes(path.read_bytes()[:5000])
+    return path, None
+
+
+def file_of(path: Path, data: bytes) -> tuple[Path, None]:
+    path.write_bytes(data)
+    return path, None
+
+
+def nan_checkpoint(tmp):
+    net = build_model("mixdehazenet-t")
+    with torch.no_grad():
+        net.stem.weight[0, 0, 0, 0] = float("nan")
+    return write_checkpoint(tmp / "net.pt", net=net), None
+
+
+CHECKPOINTS = {
+    "truncated": (truncated_checkpoint, r"is damaged or truncated, or not a PyTorch file"),
+    "zero bytes": (lambda tmp: file_of(tmp / "e.pt", b""), r"is empty \(0 bytes\)"),
+    "random bytes": (lambda tmp: file_of(tmp / "r.pt", os.urandom(3000)), r"is damaged or truncated, or not a PyTorch file"),
+    "another model than --model": (lambda tmp: (write_checkpoint(tmp / "net.pt"), "mixcl-t"),
+                                   r"holds a 'mixdehazenet-t' model, not 'mixcl-t'"),
+    "official without --model": (lambda tmp: (ROOT.parent / "shared" / "vectors" / "mixdehazenet_t_official.pt", None),
+                                 r"is not a checkpoint of this project: pass the model it holds with --model"),
+    "official, wrong --model": (lambda tmp: (ROOT.parent / "shared" / "vectors" / "mixdehazenet_t_official.pt", "ka-net-tiny"),
+                                r"does not hold 'ka-net-tiny' weights"),
+    "non-finite weights": (nan_checkpoint, r"holds non-finite weights \(NaN or inf\)"),
+}
+
+CASES = {name.removeprefix("case_"): case for name, case in dict(globals()).items() if name.startswith("case_")}
+CASES |= {f"checkpoint {name}": checkpoint_case(make) for name, (make, _) in CHECKPOINTS.items()}
+
+
+def load_script(name):
+    import importlib.util  # noqa: PLC0415 — scripts/ is not a package
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_input_is_named_before_any_work(case, tmp_path, vectors_dir, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # default output folders land here, never in the repository
+    main, argv, expected = CASES[case](tmp_path)
+    if case.startswith("checkpoint "):
+        expected += ".*" + CHECKPOINTS[case.removeprefix("checkpoint ")][1]
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and not p.is_symlink()}
+    message = user_error(main, argv)
+    assert re.search(expected, message), message
+    assert "Traceback" not in message and "weights_only" not in message and "file an issue" not in message
+    assert all(p.read_bytes() == data for p, data in before.items())  # nothing the user owns was changed
+    written = [p for p in tmp_path.rglob("*") if p not in before and p.is_file()]
+    assert not [p for p in written if p.suffix in (".png", ".jpg", ".pt", ".csv")], written  # no work was done
+
+
+# --- inputs that are fine and must come out right --------------------------------------------------------------
+
+def test_a_sixteen_bit_grayscale_photo_is_dehazed_as_it_looks(tmp_path):
+    gray = (cv2.cvtColor(UPRIGHT, cv2.COLOR_RGB2GRAY).astype(np.uint16) * 257)  # 16-bit, full range
+    cv2.imwrite(str(tmp_path / "g16.png"), gray)
+    checkpoint = write_checkpoint(tmp_path / "net.pt")
+    (written,) = predict.main([str(tmp_path / "g16.png"), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "out")])
+    photo = read_image(tmp_path / "g16.png")
+    assert 0.3 < photo.mean() < 0.7  # read as the gray photo it is (an 8-bit conversion made it all white)
+    expected = dehaze(load_model(checkpoint), photo)
+    assert np.abs(read_image(written) - expected).max() <= 0.5 / 255 + 1e-6
+
+
+def test_inputs_sharing_a_name_get_results_of_their_own(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "test"
+    photo = np.asarray(Image.fromarray(UPRIGHT).resize((224, 160)))  # NIQE needs 192×96
+    for folder in ("GT", "hazy"):
+        (data / folder).mkdir(parents=True)
+        for i, name in enumerate(("x.jpg", "x.png")):
+            Image.fromarray(np.roll(photo, 7 * i, axis=1)).save(data / folder / name, **({"quality": 95} if i == 0 else {}))
+    checkpoint = write_checkpoint(tmp_path / "net.pt")
+    test_script.main(["--checkpoint", str(checkpoint), "--data", str(data), "--out", str(tmp_path / "t")])
+    assert sorted(p.name for p in (tmp_path / "t" / "images").iterdir()) == ["x.jpg.png", "x.png.png"]
+    evaluate_real.main([str(data / "hazy"), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "r")])
+    assert sorted(p.name for p in (tmp_path / "r" / "outputs").iterdir()) == ["x.jpg.png", "x.png.png"]
+    (one, other) = (read_image(tmp_path / "r" / "outputs" / n) for n in ("x.jpg.png", "x.png.png"))
+    assert np.abs(one - other).mean() > 0.01  # two different photos, two different results
+
+
+# --- faults while training ----------------------------------------------------------------------------------------
+
+def test_a_diverging_run_never_saves_a_non_finite_weight_and_resumes_with_a_lower_rate(tmp_path):
+    train.train(tiny_config(tmp_path / "run", train={"epochs": 1}))
+    with pytest.raises(engine.training.TrainingDiverged, match="weights or BatchNorm statistics became non-finite"):
+        train.train(tiny_config(tmp_path / "run", train={"epochs": 2, "lr": 1e9, "max_skipped_steps": 5}), resume=True)
+    checkpoint = load_checkpoint(tmp_path / "run" / "last.pt")
+    floats = [t for t in checkpoint["model"].values() if t.is_floating_point()]
+    assert checkpoint["epoch"] == 1 and all(torch.isfinite(t).all() for t in floats)
+    history = train.train(tiny_config(tmp_path / "run", train={"epochs": 2, "lr": 5e-4}), resume=True)  # as the message says
+    resumed = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert [h["epoch"] for h in history] == [1, 2] and resumed["config"]["train"]["lr"] == 5e-4
+    # the cosine schedule re-planned from epoch 1 of 2 at the new rate: lr·(min + (1 − min)·(1 + cos(π/2))/2)
+    assert resumed["scheduler"]["_last_lr"][0] == pytest.approx(5e-4 * 0.01)  # after the last epoch: the floor
+
+
+def test_history_never_lists_an_epoch_no_checkpoint_holds(tmp_path, monkeypatch):
+    save = engine.training.save_checkpoint
+
+    def disk_full_on_epoch_2(path, payload):
+        if payload["epoch"] == 2:
+            raise OSError(28, "No space left on device", str(path))
+        save(path, payload)
+    monkeypatch.setattr(engine.training, "save_checkpoint", disk_full_on_epoch_2)
+    with pytest.raises(OSError, match="No space left"):
+        train.train(tiny_config(tmp_path / "run", train={"epochs": 3}))
+    lines = (tmp_path / "run" / "history.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1] == [load_checkpoint(tmp_path / "run" / "last.pt")["epoch"]]
+
+
+FULL_DISK = """
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))  # files above 200 kB fail like a full disk
+sys.argv = ["train.py", *sys.argv[1:]]
+import runpy
+runpy.run_path("train.py", run_name="__main__")
+"""
+
+
+def test_a_full_disk_ends_the_run_with_one_line(tmp_path):
+    argv = train_argv(tmp_path)
+    result = subprocess.run([sys.executable, "-c", FULL_DISK, *map(str, argv)], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    last_line = result.stderr.rstrip("\n").rsplit("\n", 1)[-1]
+    assert re.fullmatch(r"error: .*run/(best|last).pt: could not be written \(the disk is full, or a file size limit was hit\)",
+                        last_line), last_line
+    assert not (tmp_path / "run" / "last.pt").exists() and not list((tmp_path / "run").glob(".*.tmp"))
+
+
+KILLED_WRITE = """
+import sys, time, torch
+from utils.checkpoint import save_checkpoint
+path = sys.argv[1]
+save_checkpoint(path, {"epoch": 1, "weights": torch.ones(10)})
+def stalls(obj, f):  # a write the kill interrupts: half the bytes, then nothing
+    f.write(b"PK" + bytes(50_000)); f.flush(); print("writing", flush=True); time.sleep(60)
+torch.save = stalls
+save_checkpoint(path, {"epoch": 2, "weights": torch.zeros(10)})
+"""
+
+
+def test_kill_9_during_a_checkpoint_write_leaves_the_last_one_whole(tmp_path):
+    path = tmp_path / "last.pt"
+    child = subprocess.Popen([sys.executable, "-c", KILLED_WRITE, str(path)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "writing"
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    (leftover,) = tmp_path.glob(".last.pt.*.tmp")  # the killed write's temporary file, never renamed
+    assert leftover.stat().st_size == 50_002
+    assert load_checkpoint(path)["epoch"] == 1  # the real file is the previous, whole checkpoint
+    save_checkpoint(path, {"epoch": 3})
+    assert load_checkpoint(path)["epoch"] == 3 and not list(tmp_path.glob(".*.tmp"))  # the next write removed it
+
+
+def test_checkpoints_get_the_permissions_of_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        save_checkpoint(tmp_path / "a.pt", {"epoch": 1})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.pt").stat().st_mode & 0o777 == 0o644  # as open() would create it (mkstemp gave 0600)
+
+
+def test_user_errors_are_one_line_without_a_traceback_from_the_command_line(tmp_path):
+    checkpoint = tmp_path / "net.pt"
+    checkpoint.write_bytes(os.urandom(3000))
+    result = subprocess.run([sys.executable, "predict.py", str(photos(tmp_path / "in")), "--checkpoint", str(checkpoint)],
+                            cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 1 and result.stderr == (
+        f"error: checkpoint {checkpoint} is damaged or truncated, or not a PyTorch file\n")
