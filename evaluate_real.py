@@ -24,6 +24,7 @@ from utils.cli import (
     UserError,
     add_inference_arguments,
     add_model_arguments,
+    inference_options,
     output_paths,
     run_name,
     run_reporting_user_errors,
@@ -83,8 +84,7 @@ def run(args: argparse.Namespace) -> dict:
     comparisons = output_paths(paths, out / "comparisons", ".jpg") if args.compare else {}
     too_small_for_niqe(check_images(paths), args.max_side, NIQE_BLOCK)  # before the first photo is dehazed
     model = load_model(args.checkpoint, args.model)
-    dehazer = Dehazer(model, device=args.device, amp=args.amp, label=args.label, labels=args.labels, tile=args.tile,
-                      overlap=args.overlap)
+    dehazer = Dehazer(model, **inference_options(args), label=args.label, labels=args.labels)
     rows = []
     for path in tqdm(paths, desc="dehaze", dynamic_ncols=True):
         hazy8 = to_uint8(shrink(read_image(path), args.max_side))

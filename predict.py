@@ -22,6 +22,7 @@ from utils.cli import (
     UserError,
     add_inference_arguments,
     add_model_arguments,
+    inference_options,
     output_paths,
     run_name,
     run_reporting_user_errors,
@@ -65,8 +66,8 @@ def run(args: argparse.Namespace) -> list[Path]:
     if args.gt is not None:
         check_ground_truth(sizes, check_images([args.gt / path.name for path in paths]))
     model = load_model(args.checkpoint, args.model)
-    dehazer = Dehazer(model, device=args.device, amp=args.amp, label=args.label, labels=args.labels, tile=args.tile,
-                      overlap=args.overlap, max_whole_pixels=args.max_whole_pixels, progress=True)
+    dehazer = Dehazer(model, **inference_options(args), label=args.label, labels=args.labels,
+                      max_whole_pixels=args.max_whole_pixels, progress=True)
     tiled = 0
     for path in tqdm(paths, desc="dehaze", unit="photo", dynamic_ncols=True):
         hazy = read_image(path)

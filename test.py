@@ -23,6 +23,7 @@ from utils.cli import (
     UserError,
     add_inference_arguments,
     add_model_arguments,
+    inference_options,
     output_paths,
     run_name,
     run_reporting_user_errors,
@@ -59,8 +60,7 @@ def run(args: argparse.Namespace) -> dict:
     names = [Path(n) for n in getattr(dataset, "names", [])]
     images = output_paths(names, out / "images", ".png") if names else {}
     comparisons = output_paths(names, out / "comparisons", ".jpg") if names and args.compare else {}
-    dehazer = Dehazer(model, device=args.device, amp=args.amp, tile=args.tile, overlap=args.overlap,
-                      photo_priors=False)  # the dataset carries each image's prior
+    dehazer = Dehazer(model, **inference_options(args), photo_priors=False)  # the dataset carries each image's prior
     domain_source = None
     if getattr(model, "takes_prior", False):
         prior = prior_config_of(model)  # the set-up the network was trained with

@@ -22,7 +22,7 @@ import time
 import torch
 
 from benchmarks.benchmark_models import _peak_memory_gb, machine, measure_in_fresh_process, median_seconds
-from engine import build_run, start_process, train_step
+from engine import build_run, finish_process, start_process, train_step
 from losses import build_loss
 from models import model_class
 from models.layers import DilatedDepthwiseConv2d
@@ -45,29 +45,44 @@ SETTINGS = {
 
 def measure(setting: str, model_name: str, size: int, batch: int, warmup: int, repeats: int, amp: str) -> dict:
     options = SETTINGS[setting]
+    return measure_step(model_name, size, batch, warmup, repeats, amp=amp if options.get("amp") else "off",
+                        channels_last=options.get("channels_last", False), compile=options.get("compile", False),
+                        fast_depthwise_backward=options.get("fast_depthwise_backward", True),
+                        keep_freed_memory=options.get("keep_freed_memory", True))
+
+
+def measure_step(model_name: str, size: int, batch: int, warmup: int, repeats: int, amp: str = "off",
+                 channels_last: bool = False, compile: bool = False, fast_depthwise_backward: bool = True,
+                 keep_freed_memory: bool = True) -> dict:
+    """train.py's step under these settings, from seed 0 on one fixed batch: images/s, the median step time,
+    the warm-up time, peak memory, the first step's loss (equal across settings up to rounding), and whether
+    the step ran under DDP (launched by torchrun)."""
     process = start_process(seed=0)
     config = config_from_dict({"model": model_name, "loss": [{"name": "l1"}], "train": {
-        "batch_size": batch, "lr": 1e-4, "amp": amp if options.get("amp") else "off",
-        "channels_last": options.get("channels_last", False), "compile": options.get("compile", False),
-        "keep_freed_cpu_memory": options.get("keep_freed_memory", True)}})
+        "batch_size": batch, "lr": 1e-4, "amp": amp, "channels_last": channels_last, "compile": compile,
+        "keep_freed_cpu_memory": keep_freed_memory}})
     model_args = {"text_dim": 512} if getattr(model_class(model_name), "takes_prior", False) else {}
     run = build_run(config, build_loss(config.loss).to(process.device), model_args, process)
     for module in run.model.modules():
         if isinstance(module, DilatedDepthwiseConv2d):
-            module.fast_cpu_backward = options.get("fast_depthwise_backward", True)
-    x = torch.rand(batch, 3, size, size) * 2 - 1
-    micro_batches = [{"hazy": x, "gt": x.flip(-1)} | ({"prior": torch.randn(batch, 512)} if model_args else {})]
+            module.fast_cpu_backward = fast_depthwise_backward
+    generator = torch.Generator().manual_seed(1)
+    x = torch.rand(batch, 3, size, size, generator=generator) * 2 - 1
+    prior = {"prior": torch.nn.functional.normalize(torch.randn(batch, 512, generator=generator), dim=-1)}
+    micro_batches = [{"hazy": x, "gt": x.flip(-1)} | (prior if model_args else {})]
 
     def step():
         return train_step(run, micro_batches)[0]
 
     started = time.perf_counter()
-    for _ in range(warmup):
+    first_loss = step()
+    for _ in range(warmup - 1):
         step()
     warmup_seconds = time.perf_counter() - started
     seconds = median_seconds(step, process.device, repeats)
+    finish_process(process)
     return {"images_per_second": batch / seconds, "seconds": seconds, "warmup_seconds": warmup_seconds,
-            "peak_gb": _peak_memory_gb(process.device)}
+            "peak_gb": _peak_memory_gb(process.device), "first_loss": first_loss, "ddp": run.ddp is not None}
 
 
 def main() -> None:
@@ -76,7 +91,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--settings", nargs="+", choices=SETTINGS, default=list(SETTINGS))
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps (compilation happens here)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps, at least 1 (compilation happens here)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--amp", choices=["fp16", "bf16"], default=None, help="default: fp16 on CUDA, bf16 on CPU")
     args = parser.parse_args()

@@ -14,6 +14,7 @@ class Process:
     rank: int
     world_size: int
     device: torch.device
+    distributed: bool = False  # launched by torchrun: in a process group, the model under DDP (even alone)
 
     @property
     def is_main(self) -> bool:
@@ -21,14 +22,14 @@ class Process:
         return self.rank == 0
 
     def barrier(self) -> None:
-        if self.world_size > 1:
+        if self.distributed:
             dist.barrier()
 
 
 def start_process(seed: int) -> Process:
-    """Join the process group when launched by torchrun, pick the device, seed every generator."""
-    world_size = int(os.environ.get("WORLD_SIZE", 1))
-    if world_size == 1:
+    """Join the process group when launched by torchrun (which sets WORLD_SIZE, also for one process), pick the
+    device, seed every generator."""
+    if "WORLD_SIZE" not in os.environ:
         process = Process(0, 1, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     else:
         if torch.cuda.is_available():
@@ -37,7 +38,7 @@ def start_process(seed: int) -> Process:
         else:
             device = torch.device("cpu")
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        process = Process(dist.get_rank(), world_size, device)
+        process = Process(dist.get_rank(), dist.get_world_size(), device, distributed=True)
     torch.manual_seed(seed)
     random.seed(seed)
     torch.backends.cudnn.benchmark = True
@@ -45,7 +46,7 @@ def start_process(seed: int) -> Process:
 
 
 def finish_process(process: Process) -> None:
-    if process.world_size > 1:
+    if process.distributed:
         dist.destroy_process_group()
 
 

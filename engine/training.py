@@ -66,7 +66,7 @@ def build_run(config: Config, criterion: WeightedLoss, model_args: dict, process
     memory_format = torch.channels_last if train.channels_last else torch.contiguous_format
     amp_dtype = autocast_dtype(train.amp, device)
     model = build_model(config.model, **model_args).to(device, memory_format=memory_format)
-    if train.sync_batchnorm and process.world_size > 1:
+    if train.sync_batchnorm and process.distributed:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay, fused=True)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=train.epochs, eta_min=train.lr * train.min_lr_ratio)
@@ -74,7 +74,7 @@ def build_run(config: Config, criterion: WeightedLoss, model_args: dict, process
     ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(train.ema_decay), use_buffers=True)
            if train.ema_decay > 0 else None)
     ddp = (DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-           if process.world_size > 1 else None)
+           if process.distributed else None)
     net = torch.compile(ddp or model) if train.compile else ddp or model
     return TrainingRun(config, process, model, net, ddp, criterion, optimizer, scheduler, scaler, ema, model_args,
                        amp_dtype, memory_format)
@@ -105,7 +105,7 @@ def train_step(run: TrainingRun, micro_batches: list[dict]) -> list[float]:
                 loss, parts = criterion(output.float(), gt, inputs[0], global_feature)  # each term chooses fp32 or not
             run.scaler.scale(loss / len(micro_batches)).backward()
         sums += torch.stack([loss.detach(), *(p.detach() for p in parts.values())])
-    if run.process.world_size > 1:
+    if run.process.distributed:
         dist.all_reduce(sums)
     losses = (sums / (len(micro_batches) * run.process.world_size)).tolist()
 

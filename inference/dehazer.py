@@ -16,6 +16,7 @@ whole photo does not fit — on CUDA on an out-of-memory error, on the CPU above
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -24,11 +25,14 @@ import torch.nn as nn
 from PIL import Image
 
 from datasets.prior import photo_prior
+from utils.cpu_memory import keep_freed_memory
 from utils.image import to_tensor, to_uint8, to_unit_range
 
+from .onnx import OnnxNetwork
 from .tiling import tiled_forward
 
 AMP_DTYPES = {"off": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+BACKENDS = ("pytorch", "onnxruntime")
 # Whole-image inference on the CPU above this size switches to tiles: MixCL-S took 2.6 GB (peak RSS) for
 # a 1-megapixel photo whole (BENCHMARKS.md, "Inference"), growing about 2 GB per megapixel.
 MAX_WHOLE_PIXELS_CPU = 2_000_000
@@ -49,25 +53,39 @@ def as_rgb_array(image: np.ndarray | Image.Image) -> np.ndarray:
 
 class Dehazer:
     """A network ready for photos. `tile`: "auto", None (never) or a tile size in pixels; `amp`: off, fp16
-    or bf16 autocast; `label` / `labels`: MixCL networks are conditioned on this class (for every photo) or on
-    each photo's class in a `name,class` file, instead of CLIP's; `photo_priors=False`: the caller hands `forward`
-    the priors (test.py takes them from its dataset), none is computed from photos; `progress`: a progress bar
-    over the tiles."""
+    or bf16 autocast; `backend`: pytorch or onnxruntime (module docstring); `label` / `labels`: MixCL networks
+    are conditioned on this class (for every photo) or on each photo's class in a `name,class` file, instead of
+    CLIP's; `photo_priors=False`: the caller hands `forward` the priors (test.py takes them from its dataset),
+    none is computed from photos; `progress`: a progress bar over the tiles. The model is moved to the device
+    (and on the CPU to channels-last) in place."""
 
     def __init__(self, model: nn.Module, device: torch.device | str | None = None, amp: str = "off",
-                 label: str | None = None, labels: Path | None = None, tile: int | str | None = "auto",
-                 overlap: int = 64, max_whole_pixels: int = MAX_WHOLE_PIXELS_CPU, photo_priors: bool = True,
-                 progress: bool = False):
+                 backend: str = "pytorch", label: str | None = None, labels: Path | None = None,
+                 tile: int | str | None = "auto", overlap: int = 64, max_whole_pixels: int = MAX_WHOLE_PIXELS_CPU,
+                 photo_priors: bool = True, progress: bool = False):
         if amp not in AMP_DTYPES:
             raise ValueError(f"amp must be one of {list(AMP_DTYPES)}, got {amp!r}")
         if not (tile is None or tile == "auto" or isinstance(tile, int)):
             raise ValueError(f'tile must be "auto", None or a size in pixels, got {tile!r}')
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() and backend == "pytorch" else "cpu"))
+        if backend == "onnxruntime" and (self.device.type != "cpu" or amp != "off"):
+            raise ValueError(f"the onnxruntime backend runs fp32 on the CPU, not {amp} on {self.device}: use device "
+                             f"cpu and amp off, or the pytorch backend")
+        self.channels_last = self.device.type == "cpu"
         self.model = model.eval().to(self.device)
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+            keep_freed_memory()
+        self.onnx = None
+        if backend == "onnxruntime":
+            self.onnx = OnnxNetwork(model)
         self.amp_dtype = AMP_DTYPES[amp]
         self.tile, self.overlap, self.max_whole_pixels, self.progress = tile, overlap, max_whole_pixels, progress
         self.prior_of = photo_prior(model, self.device, label, labels) if photo_priors else None
         self.last_tiled = False  # whether the last photo went through tiles (predict.py reports it)
+        self.told_tiles_in_pytorch = False
 
     def __call__(self, image: np.ndarray | Image.Image, name: str = "") -> np.ndarray | Image.Image:
         """The dehazed photo, of the input's type (uint8 for uint8 and PIL, float32 in [0, 1] for float32).
@@ -89,6 +107,11 @@ class Dehazer:
         inputs = (x, *prior)
         pixels = x.shape[-2] * x.shape[-1]
         whole = self.tile is None or (self.tile == "auto" and (self.device.type == "cuda" or pixels <= self.max_whole_pixels))
+        if whole and self.onnx is not None:
+            self.last_tiled = False
+            return self.onnx(*inputs)
+        if self.channels_last:
+            inputs = (x.contiguous(memory_format=torch.channels_last), *prior)
         if whole:
             try:
                 self.last_tiled = False
@@ -99,6 +122,10 @@ class Dehazer:
                     raise
                 torch.cuda.empty_cache()  # then fall through to tiles
         self.last_tiled = True
+        if self.onnx is not None and not self.told_tiles_in_pytorch:
+            self.told_tiles_in_pytorch = True
+            warnings.warn("tiles run in PyTorch, not ONNX Runtime: their shared image-wide statistics need PyTorch hooks",
+                          stacklevel=2)
         tile = 512 if self.tile == "auto" else self.tile
         return tiled_forward(self.model, *inputs, tile=tile, overlap=self.overlap, amp_dtype=self.amp_dtype,
                              progress=self.progress)
@@ -106,5 +133,5 @@ class Dehazer:
 
 def dehaze(model: nn.Module, image: np.ndarray | Image.Image, **options) -> np.ndarray | Image.Image:
     """Dehaze one photo (numpy H×W×3 uint8 or float32, or a PIL image; the result has the same type).
-    `options` are Dehazer's (device, amp, label, tile, overlap)."""
+    `options` are Dehazer's (device, amp, backend, label, tile, overlap)."""
     return Dehazer(model, **options)(image)

@@ -1,12 +1,19 @@
-"""ONNX: exporting a network at a fixed input size, and checking the graph against PyTorch with ONNX Runtime.
+"""ONNX: a network as an ONNX graph that takes any input size, and ONNX Runtime running it.
 
-Inputs of an exported graph: `hazy` (1×3×H×W in [-1, 1]) and, for MixCL networks, `prior` (1×D text feature,
-or 1 integer label for the `labels` prior). Output: `dehazed`, same shape and range as `hazy`. The graph takes
-exactly the size it was exported at (a multiple of the network's size multiple). Graphs with free H and W
-exported by torch 2.14 failed ONNX Runtime's shape checks at some sizes, so none is offered.
+An exported graph takes `hazy` (1×3×H×W in [-1, 1]) and, for MixCL networks, `prior` (1×D text feature, or 1
+integer label for the `labels` prior), and returns `dehazed` of the same shape. H and W are free, but must be
+what the network pads to: multiples of its size multiple (4 for MixDehazeNet/MixCL, 16 for KA-Net) and at least
+its minimum size; pad outside the graph with utils.image.pad_to_multiple (as the network itself pads) and crop
+the output back. The graph is traced by PyTorch's TorchScript-based exporter: with the padding done outside,
+nothing in it depends on the size it was traced at (the dynamo exporter's graphs with free sizes failed ONNX
+Runtime's shape checks at some sizes).
+
+`OnnxNetwork(model)` is such a graph under ONNX Runtime, called like the PyTorch module.
 """
 from __future__ import annotations
 
+import io
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +22,13 @@ import torch
 import torch.nn as nn
 
 from datasets.prior import prior_config_of
+from utils.image import pad_to_multiple
+
+
+def size_rule(model: nn.Module) -> tuple[int, int]:
+    """(size multiple, minimum size) the network pads its input to."""
+    network = getattr(model, "backbone", model)
+    return getattr(network, "size_multiple", 1), getattr(network, "min_size", 1)
 
 
 def example_inputs(model: nn.Module, height: int, width: int, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -29,23 +43,77 @@ def example_inputs(model: nn.Module, height: int, width: int, seed: int = 0) -> 
     return inputs
 
 
-def export_onnx(model: nn.Module, path: Path, height: int, width: int) -> None:
-    """Write `model` (eval mode) as an ONNX graph for 1×3×height×width inputs."""
-    multiple, min_size = getattr(model, "size_multiple", 1), getattr(model, "min_size", 1)
-    if height % multiple or width % multiple or min(height, width) < min_size:
-        raise ValueError(f"{height}×{width}: {model.model_name} needs multiples of {multiple}, at least {min_size}")
-    inputs = example_inputs(model, height, width)
+def _export(module: nn.Module, inputs: dict[str, torch.Tensor], destination: Path | io.BytesIO) -> None:
+    """Trace `module` with free height and width for every 4-D input and the output."""
+    free = {name: {2: "height", 3: "width"} for name, value in inputs.items() if value.dim() == 4}
+    with warnings.catch_warnings():  # the TorchScript-based exporter announces its deprecation
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module.eval(), tuple(inputs.values()), destination, dynamo=False, input_names=list(inputs),
+                          output_names=["dehazed"], dynamic_axes=free | {"dehazed": {2: "height", 3: "width"}},
+                          opset_version=17)
+
+
+def export_onnx(model: nn.Module, path: Path) -> None:
+    """Write `model` as an ONNX graph for padded inputs of any size (this module's docstring)."""
+    multiple, min_size = size_rule(model)
+    side = max(min_size, 64) // multiple * multiple + multiple  # traced at a small valid size
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.onnx.export(model.eval(), tuple(inputs.values()), path, dynamo=True, input_names=list(inputs),
-                      output_names=["dehazed"], verbose=False)
+    _export(model, example_inputs(model, side, side), path)
 
 
 def largest_difference(path: Path, model: nn.Module, inputs: dict[str, torch.Tensor]) -> float:
-    """max |ONNX Runtime − PyTorch| over the output for these inputs."""
+    """max |ONNX Runtime − PyTorch| over the output for these inputs (padded to the graph's rule, cropped back)."""
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     with torch.no_grad():
         expected = model(*inputs.values()).numpy()
-    actual = session.run(["dehazed"], {name: value.numpy() for name, value in inputs.items()})[0]
-    if actual.shape != expected.shape:
-        raise ValueError(f"ONNX output shape {actual.shape} differs from PyTorch's {expected.shape}")
+    height, width = inputs["hazy"].shape[-2:]
+    feeds = {name: value.numpy() for name, value in inputs.items()}
+    feeds["hazy"] = pad_to_multiple(inputs["hazy"], *size_rule(model)).numpy()
+    actual = session.run(["dehazed"], feeds)[0][..., :height, :width]
     return float(np.abs(actual - expected).max())
+
+
+class _BackboneGraph(nn.Module):
+    """A MixCL network's backbone, from the padded image and the stem input to the (padded) output."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.backbone = model.backbone
+
+    def forward(self, hazy: torch.Tensor, stem: torch.Tensor) -> torch.Tensor:
+        return self.backbone.apply_gain_bias(hazy, self.backbone.forward_features(stem))
+
+
+class OnnxNetwork:
+    """`model` run by ONNX Runtime on the CPU, called like the module: `net(x, *prior)` → output tensor in
+    [-1, 1], x 1×3×H×W of any size. The graph is exported once, in memory, and serves every size. For MixCL
+    networks the text-image attention, a fused kernel in PyTorch that ONNX Runtime would have to materialise
+    (H·W × D scores), stays in PyTorch; the backbone, nearly all of the computation, runs in ONNX Runtime."""
+
+    def __init__(self, model: nn.Module, threads: int = 0):
+        self.model = model.eval()
+        self.multiple, self.min_size = size_rule(model)
+        self.mixcl = hasattr(model, "stem_input")
+        side = max(self.min_size, 64) // self.multiple * self.multiple + self.multiple
+        example = example_inputs(model, side, side)
+        graph = io.BytesIO()
+        if self.mixcl:
+            with torch.no_grad():
+                stem = model.stem_input(example["hazy"], example["prior"])
+            _export(_BackboneGraph(model), {"hazy": example["hazy"], "stem": stem}, graph)
+        else:
+            _export(model, example, graph)
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads  # 0: one per core
+        self.session = onnxruntime.InferenceSession(graph.getvalue(), options, providers=["CPUExecutionProvider"])
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor, *prior: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[-2:]
+        padded = pad_to_multiple(x.float().cpu(), self.multiple, self.min_size)
+        if self.mixcl:
+            feeds = {"hazy": padded, "stem": self.model.stem_input(padded, prior[0].cpu())}
+        else:
+            feeds = {"hazy": padded} | ({"prior": prior[0].cpu()} if prior else {})
+        output = self.session.run(["dehazed"], {name: value.numpy() for name, value in feeds.items()})[0]
+        return torch.from_numpy(output[..., :height, :width]).to(x.device)

@@ -7,11 +7,16 @@ Two things make tiles differ from the whole image, and each has its remedy here:
   mostly from a tile in which it lies far from an edge.
 - **Global statistics.** MixDehazeNet's channel gates and SK fusions pool over the whole image
   (`models.layers.GlobalAvgPool`). Run independently, each tile would gate its channels by its own mean —
-  a sky tile and a ground tile would be dehazed differently. So statistics are shared: a first pass over
-  the tiles records, for every pooling layer, the sum of its input over each tile's *core* (the tiles'
-  cores partition the image), which gives the whole image's mean; the final pass hands every tile those
-  image-wide means instead of its own. Deeper pools see inputs computed with the earlier, tile-local
-  means in the first pass, so `statistics_passes` > 1 refines the estimates (each costs one more pass).
+  a sky tile and a ground tile would be dehazed differently. So every tile is handed image-wide means,
+  recorded for every pooling layer by one of two first passes:
+  - `statistics="downscaled"` (default): the whole image at half the side length (a quarter of the pixels;
+    less when that would exceed `statistics_pixels`), in one pass. It costs a quarter of a pass over the
+    tiles and agrees with the exact means closely (README, "Large photos": the same PSNR to whole-image
+    inference within 0.6 dB, 54–59 dB).
+  - `statistics="tiles"`: a pass over the tiles records each pool's input summed over each tile's *core*
+    (the tiles' cores partition the image), which gives the whole image's mean (deeper pools see inputs
+    computed with tile-local means in that pass). It costs a second full pass.
+  `statistics="own"` lets every tile use its own means (for comparison).
 
 What is not shared: attention that spans the whole image (KA-Net's transformer encoder) sees one tile at
 a time, so tiling is an approximation there.
@@ -118,13 +123,16 @@ class SharedStatistics:
 
 @torch.no_grad()
 def tiled_forward(model: nn.Module, image: torch.Tensor, *extra_inputs: torch.Tensor, tile: int = 512,
-                  overlap: int = 64, statistics_passes: int = 1, amp_dtype: torch.dtype | None = None,
-                  progress: bool = False) -> torch.Tensor:
+                  overlap: int = 64, statistics: str = "downscaled", statistics_pixels: int = 1_000_000,
+                  amp_dtype: torch.dtype | None = None, progress: bool = False) -> torch.Tensor:
     """`model(image, *extra_inputs)` computed tile by tile: image 1×3×H×W in [-1, 1] (any size), output the
     same shape, float32, on the image's device. `tile` and `overlap` are in pixels; the tile is rounded to
-    the network's size multiple. Peak memory is that of one tile plus the image-sized output and weights."""
+    the network's size multiple. `statistics`: where the tiles' image-wide means come from (module docstring).
+    Peak memory is that of one tile (or of the downscaled image) plus the image-sized output and weights."""
     if image.shape[0] != 1:
         raise ValueError(f"tiled inference takes one image at a time, got a batch of {image.shape[0]}")
+    if statistics not in ("downscaled", "tiles", "own"):
+        raise ValueError(f'statistics must be "downscaled", "tiles" or "own", got {statistics!r}')
     multiple = getattr(model, "size_multiple", 1)
     min_size = getattr(model, "min_size", 1)
     tile = max(tile // multiple * multiple, min_size)
@@ -136,28 +144,45 @@ def tiled_forward(model: nn.Module, image: torch.Tensor, *extra_inputs: torch.Te
     padded_height, padded_width = padded.shape[-2:]
     tile_height, tile_width = min(tile, padded_height), min(tile, padded_width)
     ys, xs = tile_starts(padded_height, tile_height, overlap), tile_starts(padded_width, tile_width, overlap)
-    y_cores, x_cores = core_bounds(ys, tile_height, padded_height, multiple), core_bounds(xs, tile_width, padded_width, multiple)
+    y_cores = core_bounds(ys, tile_height, padded_height, multiple)
+    x_cores = core_bounds(xs, tile_width, padded_width, multiple)
     tiles = [_Tile(y, x, (cy0 - y, cy1 - y, cx0 - x, cx1 - x))
              for y, (cy0, cy1) in zip(ys, y_cores) for x, (cx0, cx1) in zip(xs, x_cores)]
 
-    statistics = SharedStatistics(model)
-    passes = statistics_passes + 1 if statistics.pools and len(tiles) > 1 else 1
+    shared = SharedStatistics(model)
+    first_pass = statistics if shared.pools and len(tiles) > 1 and statistics != "own" else None
     output = torch.zeros(1, 3, padded_height, padded_width, device=image.device)
     weights = torch.zeros(1, 1, padded_height, padded_width, device=image.device)
-    bar = tqdm(total=passes * len(tiles), desc="tiles", disable=not progress, dynamic_ncols=True, leave=False)
-    with statistics.attached(tile_height), torch.autocast(image.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-        for index in range(passes):
-            final = index == passes - 1
-            statistics.collect, statistics.replay = not final, index > 0
-            for t in tiles:
-                statistics.start_tile(t)
-                result = model(padded[..., t.y:t.y + tile_height, t.x:t.x + tile_width], *extra_inputs)
-                if final:
-                    window = (blend_window(tile_height, overlap, t.y == 0, t.y + tile_height == padded_height)[:, None]
-                              * blend_window(tile_width, overlap, t.x == 0, t.x + tile_width == padded_width)).to(image.device)
-                    output[..., t.y:t.y + tile_height, t.x:t.x + tile_width] += result.float() * window
-                    weights[..., t.y:t.y + tile_height, t.x:t.x + tile_width] += window
-                bar.update()
-            statistics.finish_pass()
+    bar = tqdm(total=len(tiles) * (2 if first_pass == "tiles" else 1), desc="tiles", disable=not progress,
+               dynamic_ncols=True, leave=False)
+    with torch.autocast(image.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        if first_pass == "downscaled":
+            small = downscaled(padded, statistics_pixels)
+            with shared.attached(small.shape[-2]):
+                shared.collect = True
+                shared.start_tile(_Tile(0, 0, (0, small.shape[-2], 0, small.shape[-1])))
+                model(small, *extra_inputs)
+                shared.finish_pass()
+        with shared.attached(tile_height):
+            for pass_ in (("collect", "final") if first_pass == "tiles" else ("final",)):
+                shared.collect, shared.replay = pass_ == "collect", first_pass is not None and pass_ == "final"
+                for t in tiles:
+                    shared.start_tile(t)
+                    result = model(padded[..., t.y:t.y + tile_height, t.x:t.x + tile_width], *extra_inputs)
+                    if pass_ == "final":
+                        window = (blend_window(tile_height, overlap, t.y == 0, t.y + tile_height == padded_height)[:, None]
+                                  * blend_window(tile_width, overlap, t.x == 0, t.x + tile_width == padded_width))
+                        output[..., t.y:t.y + tile_height, t.x:t.x + tile_width] += result.float() * window.to(image.device)
+                        weights[..., t.y:t.y + tile_height, t.x:t.x + tile_width] += window.to(image.device)
+                    bar.update()
+                shared.finish_pass()
     bar.close()
     return (output / weights)[..., :height, :width]
+
+
+def downscaled(image: torch.Tensor, max_pixels: int) -> torch.Tensor:
+    """The image at half its side length, or smaller so as to hold at most `max_pixels` (area averaging)."""
+    height, width = image.shape[-2:]
+    scale = min(0.5, (max_pixels / (height * width)) ** 0.5)
+    size = (max(1, round(height * scale)), max(1, round(width * scale)))
+    return torch.nn.functional.interpolate(image, size=size, mode="area")

@@ -72,13 +72,17 @@ class MixCLDehazeNet(nn.Module):
         self.backbone = MixDehazeNet(depths, in_chans=6 if fusion == "concat" else 3)
 
     def forward(self, x: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        if self.label_embedding is not None:
-            text = self.label_embedding(text)
         h, w = x.shape[-2:]
         x = pad_to_multiple(x, self.backbone.size_multiple, self.backbone.min_size)
+        return self.backbone.apply_gain_bias(x, self.backbone.forward_features(self.stem_input(x, text)))[..., :h, :w]
+
+    def stem_input(self, x: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """What the backbone's stem takes: the (padded) image with the text-image attention's output
+        concatenated (6 channels) or added (3)."""
+        if self.label_embedding is not None:
+            text = self.label_embedding(text)
         fused = self.fusion(x, text)
-        stem_input = torch.cat([x, fused], dim=1) if self.fusion_mode == "concat" else x + fused
-        return self.backbone.apply_gain_bias(x, self.backbone.forward_features(stem_input))[..., :h, :w]
+        return torch.cat([x, fused], dim=1) if self.fusion_mode == "concat" else x + fused
 
     @staticmethod
     def convert_checkpoint(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -1,11 +1,12 @@
 """Export a checkpoint's network to ONNX and check it against PyTorch with ONNX Runtime.
 
     python scripts/export_onnx.py --checkpoint runs/reside6k/mixdehazenet-s/best.pt --out mixdehazenet-s.onnx
-    python scripts/export_onnx.py --checkpoint MixDehazeNet-s.pth --model mixdehazenet-s --out m.onnx --size 480x640
+    python scripts/export_onnx.py --checkpoint MixDehazeNet-s.pth --model mixdehazenet-s --out m.onnx
 
-The graph takes exactly --size (a multiple of the network's size multiple: 4 for MixDehazeNet/MixCL, 16 for
-KA-Net); inference/onnx.py describes its inputs and outputs. The export fails unless ONNX Runtime reproduces
-PyTorch within --tolerance on a fresh random input.
+The graph takes images of any height and width once padded to the network's size multiple (4 for
+MixDehazeNet/MixCL, 16 for KA-Net; reflect padding, as the network pads itself) and returns them dehazed at
+that size: crop the output back. inference/onnx.py describes its inputs and outputs. The export fails unless
+ONNX Runtime reproduces PyTorch within --tolerance on a fresh random input of --check-size.
 """
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = script_parser(__doc__)
     add_model_arguments(parser)
     parser.add_argument("--out", type=Path, required=True, help="the .onnx file to write")
-    parser.add_argument("--size", default="256x256", help="HEIGHTxWIDTH of the graph's input (default 256x256)")
+    parser.add_argument("--check-size", default="230x310",
+                        help="HEIGHTxWIDTH of the input the graph is checked on (default 230x310: padded by the check)")
     parser.add_argument("--tolerance", type=float, default=1e-4, help="largest accepted |ONNX − PyTorch| (default 1e-4)")
     return parser.parse_args(argv)
 
@@ -29,11 +31,14 @@ def export(args: argparse.Namespace) -> float:
     from inference.onnx import example_inputs, export_onnx, largest_difference  # PyTorch loads after --help
     from models import load_model
 
+    try:
+        height, width = (int(v) for v in args.check_size.lower().split("x"))
+    except ValueError:
+        raise UserError(f"--check-size must be HEIGHTxWIDTH, e.g. 230x310, got {args.check_size!r}") from None
     model = load_model(args.checkpoint, args.model)
-    height, width = (int(v) for v in args.size.lower().split("x"))
-    export_onnx(model, args.out, height, width)
+    export_onnx(model, args.out)
     difference = largest_difference(args.out, model, example_inputs(model, height, width, seed=1))
-    print(f"{model.model_name} at {height}x{width}: largest |ONNX − PyTorch| = {difference:.2e}")
+    print(f"{model.model_name}, checked at {height}x{width}: largest |ONNX − PyTorch| = {difference:.2e}")
     if difference > args.tolerance:
         raise UserError(f"{args.out}: ONNX Runtime differs from PyTorch by {difference:.2e} > {args.tolerance:.0e}")
     print(f"wrote {args.out}")

@@ -15,6 +15,7 @@ import torch.multiprocessing as mp
 from torch.optim.swa_utils import AveragedModel
 
 import train
+from benchmarks import gpu_suite
 from engine import TrainingDiverged, autocast_dtype
 from losses import ContrastiveRegularization, build_loss
 from models import build_model, load_model
@@ -250,3 +251,31 @@ def test_missing_torchvision_weights_say_what_to_download(tmp_path, monkeypatch)
     assert "torchvision.models.resnet152(weights='IMAGENET1K_V1')" in message
     with pytest.raises(MissingWeightsError, match="vgg19"):
         build_feature_extractor("vgg19")
+
+
+def test_gpu_suite_smoke_runs_every_path_and_the_paths_agree(capsys):
+    results = gpu_suite.main(["--smoke"])
+    # every training row starts from the same weights and batch: fp32 paths agree up to rounding (fp16 AMP trains
+    # fp32 on the CPU), bf16 ones are close but rounded (measured: all fp32 0.697065, bf16 0.697109–0.697130)
+    losses = {key: r["first_loss"] for key, r in results["training"].items()}
+    assert len(losses) == 12
+    plain = losses["fp32", "eager"]
+    assert all(abs(v - plain) <= 1e-5 * plain for (precision, _), v in losses.items() if precision != "bf16")
+    assert all(0 < abs(v - plain) <= 1e-3 * plain for (precision, _), v in losses.items() if precision == "bf16")
+    # inference against fp32 in the default format: channels-last fp32 within rounding (measured ≤ 8.3e-7), fp16
+    # and bf16 rounded (measured 5e-4–2e-3 and 4e-3–1.4e-2)
+    for (name, _, precision, channels_last), r in results["inference"].items():
+        bound = {"fp32": 1e-5, "fp16": 1e-2, "bf16": 5e-2}[precision]
+        assert r["difference"] <= bound, (name, precision, channels_last, r["difference"])
+        assert (r["difference"] > 0) == (precision != "fp32" or channels_last), (name, precision, channels_last)
+    assert len(results["inference"]) == 4 * 3 * 2
+    assert results["largest"] == {"fp32": 128, "fp16": 128}  # the top of the smoke search range
+    assert results["ddp"]["ddp"] and abs(results["ddp"]["first_loss"] - plain) <= 1e-6 * plain
+    assert "| bf16 | compile + channels-last |" in capsys.readouterr().out
+
+
+def test_largest_side_search_finds_the_boundary():
+    assert gpu_suite.largest_side(lambda side: side <= 1000, 256, 16384) == 960
+    assert gpu_suite.largest_side(lambda side: side * side <= 4096**2, 256, 16384) == 4096
+    assert gpu_suite.largest_side(lambda side: True, 256, 1000) == 960
+    assert gpu_suite.largest_side(lambda side: False, 256, 1024) == 0

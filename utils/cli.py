@@ -13,6 +13,7 @@ from pathlib import Path
 MODEL_NAMES = ("ka-net", "ka-net-tiny", "mixcl-b", "mixcl-l", "mixcl-s", "mixcl-t", "mixdehazenet-b", "mixdehazenet-l",
                "mixdehazenet-s", "mixdehazenet-t")
 AMP_CHOICES = ("off", "fp16", "bf16")
+BACKEND_CHOICES = ("pytorch", "onnxruntime")
 
 
 class UserError(Exception):
@@ -44,9 +45,12 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
-    """--device, --amp, --label, --labels and --tile: how the network runs on each image."""
-    parser.add_argument("--device", help="cuda, cuda:1, cpu … (default: cuda when available)")
+    """--device, --amp, --backend, --label, --labels, --tile and --overlap: how the network runs on each image."""
+    parser.add_argument("--device", help="cuda, cuda:1, cpu … (default: cuda when available, cpu for onnxruntime)")
     parser.add_argument("--amp", choices=AMP_CHOICES, default="off", help="autocast dtype (default off: fp32, the protocol's)")
+    parser.add_argument("--backend", choices=BACKEND_CHOICES, default="pytorch",
+                        help="pytorch (default) or onnxruntime: the network's ONNX graph under ONNX Runtime, fp32 on the "
+                             "CPU (faster there; tiles still run in PyTorch)")
     parser.add_argument("--label", help="MixCL models: condition every image on this class (e.g. outdoor) instead of "
                                         "CLIP's zero-shot class")
     parser.add_argument("--labels", type=Path, metavar="CSV",
@@ -54,6 +58,15 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tile", type=tile_size, default="auto",
                         help='"auto" (default: tiles when the whole image does not fit), "off", or a tile size in pixels')
     parser.add_argument("--overlap", type=int, default=64, help="pixels shared by neighbouring tiles (default 64)")
+
+
+def inference_options(args: argparse.Namespace) -> dict:
+    """The Dehazer options (inference/dehazer.py) of add_inference_arguments' flags, less the priors'."""
+    if args.backend == "onnxruntime" and (args.amp != "off" or (args.device or "cpu") != "cpu"):
+        raise UserError(f"--backend onnxruntime runs fp32 on the CPU: drop --amp {args.amp} and --device {args.device} "
+                        f"or use --backend pytorch")
+    device = args.device or ("cpu" if args.backend == "onnxruntime" else None)
+    return {"device": device, "amp": args.amp, "backend": args.backend, "tile": args.tile, "overlap": args.overlap}
 
 
 def tile_size(value: str) -> str | int | None:
