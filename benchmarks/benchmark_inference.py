@@ -17,7 +17,7 @@ Ways (`--paths`), each row in a fresh process (its peak memory is its own), batc
 Every row gets the same weights (seed 0) and input; `max |Δ|` is its largest output difference to eager's.
 Latency is the best of --repeats calls after one warm-up. GMAC/s divides the network's multiply-accumulates
 (models/cost.py, torch.utils.flop_counter) by the latency; `% of peak` compares that with the machine's fp32
-matrix-multiply rate, measured first (PyTorch, 2048×2048 matrices, best of 5).
+matrix-multiply rate, measured first (PyTorch, 2048×2048 matrices, best of 10).
 """
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ from models.mixdehazenet import convert_official_state_dict
 PATHS = ("official", "eager", "default", "compile", "onnxruntime")
 
 
-def matmul_gmacs(size: int = 2048, repeats: int = 5) -> float:
+def matmul_gmacs(size: int = 2048, repeats: int = 10) -> float:
     """The machine's fp32 matrix-multiply rate in GMAC/s (best of `repeats`)."""
     a, b = torch.randn(size, size), torch.randn(size, size)
     a @ b

@@ -3,6 +3,7 @@ exit status 1, no traceback) before work starts, or handled correctly. Nothing a
 output is silently wrong."""
 import json
 import os
+import random
 import re
 import signal
 import subprocess
@@ -22,7 +23,7 @@ import test as test_script
 import train
 from inference import dehaze
 from models import build_model, load_model
-from utils.checkpoint import load_checkpoint, save_checkpoint
+from utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from utils.cli import run_reporting_user_errors
 from utils.image import read_image
 
@@ -190,7 +191,8 @@ def nan_checkpoint(tmp):
 CHECKPOINTS = {
     "truncated": (truncated_checkpoint, r"is damaged or truncated, or not a PyTorch file"),
     "zero bytes": (lambda tmp: file_of(tmp / "e.pt", b""), r"is empty \(0 bytes\)"),
-    "random bytes": (lambda tmp: file_of(tmp / "r.pt", os.urandom(3000)), r"is damaged or truncated, or not a PyTorch file"),
+    "random bytes": (lambda tmp: file_of(tmp / "r.pt", random.Random(2).randbytes(3000)),
+                     r"is damaged or truncated, or not a PyTorch file"),
     "another model than --model": (lambda tmp: (write_checkpoint(tmp / "net.pt"), "mixcl-t"),
                                    r"holds a 'mixdehazenet-t' model, not 'mixcl-t'"),
     "official without --model": (lambda tmp: (ROOT.parent / "shared" / "vectors" / "mixdehazenet_t_official.pt", None),
@@ -332,6 +334,15 @@ def test_kill_9_during_a_checkpoint_write_leaves_the_last_one_whole(tmp_path):
     assert load_checkpoint(path)["epoch"] == 3 and not list(tmp_path.glob(".*.tmp"))  # the next write removed it
 
 
+def test_any_garbage_checkpoint_is_named_damaged_without_a_warning(tmp_path, recwarn):
+    path = tmp_path / "garbage.pt"
+    for seed in range(200):  # the weights-only unpickler fails on these with UnpicklingError, IndexError, KeyError, ...
+        path.write_bytes(random.Random(seed).randbytes(300))
+        with pytest.raises(CheckpointError, match=r"is damaged or truncated, or not a PyTorch file"):
+            load_checkpoint(path)
+    assert not [str(w.message) for w in recwarn]  # e.g. no "Detected pickle protocol 201" reaches the user
+
+
 def test_checkpoints_get_the_permissions_of_the_umask(tmp_path):
     old = os.umask(0o022)
     try:
@@ -343,7 +354,7 @@ def test_checkpoints_get_the_permissions_of_the_umask(tmp_path):
 
 def test_user_errors_are_one_line_without_a_traceback_from_the_command_line(tmp_path):
     checkpoint = tmp_path / "net.pt"
-    checkpoint.write_bytes(os.urandom(3000))
+    checkpoint.write_bytes(random.Random(20).randbytes(3000))  # the unpickler fails with a KeyError on these
     result = subprocess.run([sys.executable, "predict.py", str(photos(tmp_path / "in")), "--checkpoint", str(checkpoint)],
                             cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 1 and result.stderr == (

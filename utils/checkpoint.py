@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
-import zipfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +74,9 @@ def load_checkpoint(path: Path | str) -> dict[str, Any]:
     if path.stat().st_size == 0:
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes): a copy or download did not finish")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # garbage read as a pickle header names a random "protocol"
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         if "global" not in str(e):  # not a pickled Python object of a disallowed type: garbage
             raise CheckpointError(f"checkpoint {path} is damaged or truncated, or not a PyTorch file") from None
@@ -82,7 +84,9 @@ def load_checkpoint(path: Path | str) -> dict[str, Any]:
             f"checkpoint {path} holds Python objects besides tensors, which loading would have to execute; if you "
             f"trust its source, keep only its weights: python -c \"import torch; c = torch.load('{path}', "
             f"weights_only=False); torch.save({{'state_dict': c['state_dict']}}, 'weights_only.pt')\"") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError):  # torch raises all of these for damage
+    except PermissionError:
+        raise CheckpointError(f"checkpoint {path} cannot be read: permission denied") from None
+    except Exception:  # the weights-only unpickler fails on garbage with any error (IndexError, KeyError, ...)
         raise CheckpointError(f"checkpoint {path} is damaged or truncated, or not a PyTorch file") from None
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(checkpoint).__name__}, expected a dict of weights")
