@@ -14,9 +14,11 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import platform
+import queue as queue_module
 import resource
 import statistics
 import time
+import traceback
 from pathlib import Path
 
 import torch
@@ -82,17 +84,29 @@ def measure(task: str, model_name: str, height: int, width: int, batch: int, rep
 
 
 def _worker(queue, function, *args):
-    queue.put(function(*args))
+    try:
+        queue.put((True, function(*args)))
+    except BaseException:
+        queue.put((False, traceback.format_exc()))
 
 
 def measure_in_fresh_process(function, *args) -> dict:
-    """`function(*args)` in a new process, so that its peak memory is its own."""
+    """`function(*args)` in a new process, so that its peak memory is its own; its failure (an exception, or a
+    crash) is raised here rather than waited on."""
     context = mp.get_context("spawn")
     queue = context.Queue()
     process = context.Process(target=_worker, args=(queue, function, *args))
     process.start()
-    result = queue.get()
+    while True:
+        try:
+            succeeded, result = queue.get(timeout=1)
+            break
+        except queue_module.Empty:
+            if not process.is_alive() and queue.empty():
+                raise RuntimeError(f"{function.__name__} crashed (exit code {process.exitcode})") from None
     process.join()
+    if not succeeded:
+        raise RuntimeError(f"{function.__name__}{args} failed:\n{result}")
     return result
 
 

@@ -49,7 +49,7 @@ def suite_sizes(smoke: bool) -> dict:
                 "infer_sizes": [(36, 44)], "infer_repeats": 1, "largest": ("mixcl-t", 64, 128)}
     return {"train_model": "mixcl-s", "train_size": 256, "train_batch": 16, "warmup": 3, "repeats": 10,
             "infer_models": ["mixdehazenet-t", "mixdehazenet-s", "mixdehazenet-b", "mixdehazenet-l"],
-            "infer_sizes": [(256, 256), (460, 620)], "largest": ("mixcl-s", 256, 16384)}
+            "infer_sizes": [(256, 256), (460, 620)], "infer_repeats": 20, "largest": ("mixcl-s", 256, 16384)}
 
 
 def network_inputs(name: str, height: int, width: int, device: torch.device) -> tuple[torch.Tensor, ...]:
@@ -59,24 +59,33 @@ def network_inputs(name: str, height: int, width: int, device: torch.device) -> 
     return tuple(t.to(device) for t in (x, *prior))
 
 
-def measure_inference(name: str, height: int, width: int, precision: str, channels_last: bool, repeats: int) -> dict:
+def measure_inference(name: str, height: int, width: int, repeats: int) -> list[dict]:
+    """Every precision and memory format of one network at one size, in one process: latency, peak memory
+    (reset between rows) and the largest output difference to fp32 in the default format."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.backends.cudnn.benchmark = True
     torch.manual_seed(0)
     model = build_model(name).eval().to(device)
-    inputs = network_inputs(name, height, width, device)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-        inputs = (inputs[0].contiguous(memory_format=torch.channels_last), *inputs[1:])
+    rows, reference = [], None
+    for channels_last in (False, True):
+        inputs = network_inputs(name, height, width, device)
+        if channels_last:
+            model.to(memory_format=torch.channels_last)
+            inputs = (inputs[0].contiguous(memory_format=torch.channels_last), *inputs[1:])
+        for precision in PRECISIONS:
+            @torch.no_grad()
+            def run(precision=precision, inputs=inputs) -> torch.Tensor:
+                with torch.autocast(device.type, dtype=AUTOCAST[precision], enabled=precision != "fp32"):
+                    return model(*inputs).float()
 
-    @torch.no_grad()
-    def run() -> torch.Tensor:
-        with torch.autocast(device.type, dtype=AUTOCAST[precision], enabled=precision != "fp32"):
-            return model(*inputs).float()
-
-    output = run()  # warm-up: cuDNN picks its algorithms
-    seconds = median_seconds(run, device, repeats)
-    return {"seconds": seconds, "peak_gb": _peak_memory_gb(device), "output": output.cpu()}
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats()
+            output = run()  # warm-up: cuDNN picks its algorithms
+            seconds = median_seconds(run, device, repeats)
+            reference = output if reference is None else reference
+            rows.append({"precision": precision, "channels_last": channels_last, "seconds": seconds,
+                         "peak_gb": _peak_memory_gb(device), "difference": (output - reference).abs().max().item()})
+    return rows
 
 
 def largest_side(fits: Callable[[int], bool], low: int, high: int, multiple: int = 64) -> int:
@@ -126,9 +135,14 @@ def ddp_step(sizes: dict) -> dict:
     return json.loads(results[0])
 
 
+SECTIONS = ("training", "inference", "largest", "ddp")
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="every path at toy sizes on the CPU, in this process")
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS),
+                        help="the parts to run (default: all)")
     parser.add_argument("--ddp-worker", metavar="JSON", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.ddp_worker:  # inside torchrun: one step, its result on stdout
@@ -137,57 +151,71 @@ def main(argv=None) -> dict:
     if not args.smoke and not torch.cuda.is_available():
         parser.error("no CUDA device: this suite measures a GPU (--smoke runs its code paths on the CPU)")
     sizes = suite_sizes(args.smoke)
-    measure = (lambda function, *a: function(*a)) if args.smoke else measure_in_fresh_process
+    results: dict = {"training": {}, "inference": {}, "largest": {}}
     original_compile = torch.compile
     if args.smoke:  # capture graphs without generating code: the code path, not the speed
         torch.compile = partial(original_compile, backend="eager")
-    results: dict = {"training": {}, "inference": {}, "largest": {}}
+
+    def measure(function, *arguments):
+        """In the smoke run: in this process, failures raised. On the GPU: in a fresh process, and a failure
+        is printed and the suite goes on (None), so that one broken path costs none of the others."""
+        if args.smoke:
+            return function(*arguments)
+        try:
+            return measure_in_fresh_process(function, *arguments)
+        except RuntimeError as e:
+            print(f"\n{function.__name__}{arguments} failed:\n{e}\n", flush=True)
+            return None
+
     try:
         print(f"Machine: {machine()}{' (smoke run: the figures mean nothing)' if args.smoke else ''}\n")
         model, size, batch = sizes["train_model"], sizes["train_size"], sizes["train_batch"]
-        print(f"Training: {model}, {size}×{size}, batch {batch}; median of {sizes['repeats']} steps after "
-              f"{sizes['warmup']} warm-up steps\n")
-        print("| precision | setting | images/s | peak GB | warm-up s | first loss |")
-        print("|---|---|---|---|---|---|")
-        for precision in PRECISIONS:
-            for setting, options in TRAINING_SETTINGS.items():
-                r = results["training"][precision, setting] = measure(
-                    measure_step, model, size, batch, sizes["warmup"], sizes["repeats"],
-                    "off" if precision == "fp32" else precision, options.get("channels_last", False),
-                    options.get("compile", False))
-                print(f"| {precision} | {setting} | {r['images_per_second']:.2f} | {r['peak_gb']:.2f} | "
-                      f"{r['warmup_seconds']:.1f} | {r['first_loss']:.6f} |", flush=True)
+        if "training" in args.sections:
+            print(f"Training: {model}, {size}×{size}, batch {batch}; median of {sizes['repeats']} steps after "
+                  f"{sizes['warmup']} warm-up steps\n")
+            print("| precision | setting | images/s | peak GB | warm-up s | first loss |")
+            print("|---|---|---|---|---|---|")
+            for precision in PRECISIONS:
+                for setting, options in TRAINING_SETTINGS.items():
+                    r = measure(measure_step, model, size, batch, sizes["warmup"], sizes["repeats"],
+                                "off" if precision == "fp32" else precision, options.get("channels_last", False),
+                                options.get("compile", False))
+                    if r is not None:
+                        results["training"][precision, setting] = r
+                        print(f"| {precision} | {setting} | {r['images_per_second']:.2f} | {r['peak_gb']:.2f} | "
+                              f"{r['warmup_seconds']:.1f} | {r['first_loss']:.6f} |", flush=True)
 
-        print(f"\nInference: batch 1; median of {sizes['infer_repeats']} after one warm-up; max |Δ| against fp32 in the "
-              f"default format\n")
-        print("| model | size (H×W) | precision | format | ms | peak GB | max \\|Δ\\| |")
-        print("|---|---|---|---|---|---|---|")
-        for name in sizes["infer_models"]:
-            for height, width in sizes["infer_sizes"]:
-                reference = None
-                for precision in PRECISIONS:
-                    for channels_last in (False, True):
-                        r = measure(measure_inference, name, height, width, precision, channels_last,
-                                    sizes["infer_repeats"])
-                        reference = r["output"] if reference is None else reference
-                        r["difference"] = (r.pop("output") - reference).abs().max().item()
-                        results["inference"][name, (height, width), precision, channels_last] = r
-                        print(f"| {name} | {height}×{width} | {precision} | "
-                              f"{'channels-last' if channels_last else 'default'} | {r['seconds'] * 1000:.1f} | "
+        if "inference" in args.sections:
+            print(f"\nInference: batch 1; median of {sizes['infer_repeats']} after one warm-up; max |Δ| against fp32 "
+                  f"in the default format\n")
+            print("| model | size (H×W) | precision | format | ms | peak GB | max \\|Δ\\| |")
+            print("|---|---|---|---|---|---|---|")
+            for name in sizes["infer_models"]:
+                for height, width in sizes["infer_sizes"]:
+                    for r in measure(measure_inference, name, height, width, sizes["infer_repeats"]) or []:
+                        results["inference"][name, (height, width), r["precision"], r["channels_last"]] = r
+                        print(f"| {name} | {height}×{width} | {r['precision']} | "
+                              f"{'channels-last' if r['channels_last'] else 'default'} | {r['seconds'] * 1000:.2f} | "
                               f"{r['peak_gb']:.2f} | {r['difference']:.1e} |", flush=True)
 
-        name, low, high = sizes["largest"]
-        print(f"\nLargest square input {name} dehazes whole (multiple of 64, searched in [{low}, {high}]):\n")
-        print("| precision | side | megapixels |")
-        print("|---|---|---|")
-        for precision in ("fp32", "fp16"):
-            side = results["largest"][precision] = measure(measure_largest_input, name, precision, low, high)["side"]
-            print(f"| {precision} | {side} | {side * side / 1e6:.1f} |", flush=True)
+        if "largest" in args.sections:
+            name, low, high = sizes["largest"]
+            print(f"\nLargest square input {name} dehazes whole (multiple of 64, searched in [{low}, {high}]):\n")
+            print("| precision | side | megapixels |")
+            print("|---|---|---|")
+            for precision in ("fp32", "fp16"):
+                r = measure(measure_largest_input, name, precision, low, high)
+                if r is not None:
+                    side = results["largest"][precision] = r["side"]
+                    print(f"| {precision} | {side} | {side * side / 1e6:.1f} |", flush=True)
 
-        r = results["ddp"] = ddp_step(sizes)
-        plain = results["training"]["fp32", "eager"]["first_loss"]
-        print(f"\nDDP (torchrun, 1 process, {'NCCL' if torch.cuda.is_available() else 'gloo'}): under DDP {r['ddp']}, "
-              f"{r['images_per_second']:.2f} images/s, first loss {r['first_loss']:.6f} (plain step {plain:.6f})")
+        if "ddp" in args.sections:
+            plain = results["training"].get(("fp32", "eager")) or measure(
+                measure_step, model, size, batch, sizes["warmup"], sizes["repeats"])
+            r = results["ddp"] = ddp_step(sizes)
+            print(f"\nDDP (torchrun, 1 process, {'NCCL' if torch.cuda.is_available() else 'gloo'}): under DDP "
+                  f"{r['ddp']}, {r['images_per_second']:.2f} images/s, first loss {r['first_loss']:.6f} (plain step "
+                  f"{plain['first_loss']:.6f})")
     finally:
         torch.compile = original_compile
     return results

@@ -16,6 +16,7 @@ from torch.optim.swa_utils import AveragedModel
 
 import train
 from benchmarks import gpu_suite
+from benchmarks.benchmark_models import measure_in_fresh_process
 from engine import TrainingDiverged, autocast_dtype
 from losses import ContrastiveRegularization, build_loss
 from models import build_model, load_model
@@ -279,3 +280,12 @@ def test_largest_side_search_finds_the_boundary():
     assert gpu_suite.largest_side(lambda side: side * side <= 4096**2, 256, 16384) == 4096
     assert gpu_suite.largest_side(lambda side: True, 256, 1000) == 960
     assert gpu_suite.largest_side(lambda side: False, 256, 1024) == 0
+
+
+def _fails(message):
+    raise ValueError(message)
+
+
+def test_a_failing_measurement_process_is_reported_not_waited_on():
+    with pytest.raises(RuntimeError, match=r"(?s)_fails\('no GPU here',\) failed:.*ValueError: no GPU here"):
+        measure_in_fresh_process(_fails, "no GPU here")
