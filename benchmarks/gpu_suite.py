@@ -143,6 +143,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--smoke", action="store_true", help="every path at toy sizes on the CPU, in this process")
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS),
                         help="the parts to run (default: all)")
+    parser.add_argument("--training-rows", nargs="+", metavar="PRECISION:SETTING",
+                        help="only these training rows, e.g. fp16:compile bf16:eager (default: all)")
     parser.add_argument("--ddp-worker", metavar="JSON", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.ddp_worker:  # inside torchrun: one step, its result on stdout
@@ -177,6 +179,8 @@ def main(argv=None) -> dict:
             print("|---|---|---|---|---|---|")
             for precision in PRECISIONS:
                 for setting, options in TRAINING_SETTINGS.items():
+                    if args.training_rows and f"{precision}:{setting}" not in args.training_rows:
+                        continue
                     r = measure(measure_step, model, size, batch, sizes["warmup"], sizes["repeats"],
                                 "off" if precision == "fp32" else precision, options.get("channels_last", False),
                                 options.get("compile", False))
