@@ -33,8 +33,8 @@ from .tiling import tiled_forward
 
 AMP_DTYPES = {"off": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 BACKENDS = ("pytorch", "onnxruntime")
-# Whole-image inference on the CPU above this size switches to tiles: MixCL-S took 2.6 GB (peak RSS) for
-# a 1-megapixel photo whole (BENCHMARKS.md, "Inference"), growing about 2 GB per megapixel.
+# Whole-image inference on the CPU above this size switches to tiles: MixCL-S took 4.0 GB (peak RSS) for a
+# 1-megapixel photo whole and 6.1 GB for 2 MP (BENCHMARKS.md, "predict.py on large photos").
 MAX_WHOLE_PIXELS_CPU = 2_000_000
 
 
@@ -73,6 +73,7 @@ class Dehazer:
         if backend == "onnxruntime" and (self.device.type != "cpu" or amp != "off"):
             raise ValueError(f"the onnxruntime backend runs fp32 on the CPU, not {amp} on {self.device}: use device "
                              f"cpu and amp off, or the pytorch backend")
+        # channels-last: 1.7-2.7× faster on the CPU, slower on an H100 for every MixDehazeNet size (BENCHMARKS.md)
         self.channels_last = self.device.type == "cpu"
         self.model = model.eval().to(self.device)
         if self.channels_last:

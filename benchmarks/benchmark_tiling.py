@@ -1,0 +1,77 @@
+"""Tiled against whole-image inference on real photos: agreement (PSNR of the tiled output against the whole
+image's) and time, for each source of the tiles' image-wide statistics (inference/tiling.py).
+
+    python benchmarks/benchmark_tiling.py --checkpoint runs/demo/mixcl-t/best.pt --label outdoor ../shared/data/real_hazy
+
+Photos larger than --max-side are shrunk first, so that the whole image fits. The network runs as Dehazer runs
+it (channels-last on the CPU).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import cv2
+import torch
+from PIL import Image
+
+from inference import Dehazer
+from inference.tiling import tile_starts, tiled_forward
+from metrics import psnr
+from models import load_model
+from utils.image import find_images, read_image, to_tensor, to_uint8, to_unit_range
+
+MODES = ("downscaled", "tiles", "own")
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("photos", nargs="+", help="photos, folders or globs")
+    parser.add_argument("--checkpoint", type=Path, required=True)
+    parser.add_argument("--model", help="the network an official checkpoint holds")
+    parser.add_argument("--label", help="MixCL models: the class every photo is conditioned on")
+    parser.add_argument("--tile", type=int, default=256)
+    parser.add_argument("--overlap", type=int, default=64)
+    parser.add_argument("--max-side", type=int, default=1024)
+    args = parser.parse_args(argv)
+
+    dehazer = Dehazer(load_model(args.checkpoint, args.model), device="cpu", label=args.label, tile=None)
+    print(f"{args.checkpoint}, tiles of {args.tile} overlapping by {args.overlap}; PSNR (dB) of the tiled output "
+          f"against the whole image's, and seconds\n")
+    print("| photo | size (H×W) | tiles | whole s | " + " | ".join(f"{m} dB | {m} s" for m in MODES) + " |")
+    print("|---|---|---|---|" + "---|---|" * len(MODES))
+    rows = []
+    for path in find_images(args.photos):
+        image = read_image(path)
+        scale = min(1.0, args.max_side / max(image.shape[:2]))
+        if scale < 1:
+            size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
+            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        x = to_tensor(image)[None].contiguous(memory_format=torch.channels_last)
+        prior = () if dehazer.prior_of is None else (dehazer.prior_of(path.name, Image.fromarray(to_uint8(image))),)
+        started = time.perf_counter()
+        whole = to_unit_range(dehazer.forward(x, *prior))
+        row = {"photo": path.name, "size": tuple(image.shape[:2]), "whole_seconds": time.perf_counter() - started}
+        for mode in MODES:
+            started = time.perf_counter()
+            tiled = tiled_forward(dehazer.model, x, *prior, tile=args.tile, overlap=args.overlap, statistics=mode)
+            row[f"{mode}_seconds"] = time.perf_counter() - started
+            row[f"{mode}_psnr"] = psnr(to_unit_range(tiled), whole).item()
+        rows.append(row)
+        tiles = len(tile_starts(image.shape[0], args.tile, args.overlap)) * len(tile_starts(image.shape[1], args.tile,
+                                                                                              args.overlap))
+        print(f"| {row['photo']} | {row['size'][0]}×{row['size'][1]} | {tiles} | {row['whole_seconds']:.2f} | "
+              + " | ".join(f"{row[f'{m}_psnr']:.1f} | {row[f'{m}_seconds']:.2f}" for m in MODES) + " |", flush=True)
+    summary = {m: (min(r[f"{m}_psnr"] for r in rows), statistics.median(r[f"{m}_psnr"] for r in rows),
+                   sum(r[f"{m}_seconds"] for r in rows)) for m in MODES}
+    whole_seconds = sum(r["whole_seconds"] for r in rows)
+    print(f"\n{len(rows)} photos; whole images {whole_seconds:.1f} s in all")
+    for mode, (lowest, median, seconds) in summary.items():
+        print(f"- {mode}: lowest {lowest:.1f} dB, median {median:.1f} dB, {seconds:.1f} s in all")
+    return {"rows": rows, "summary": summary}
+
+
+if __name__ == "__main__":
+    main()
