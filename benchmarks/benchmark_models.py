@@ -90,9 +90,9 @@ def _worker(queue, function, *args):
         queue.put((False, traceback.format_exc()))
 
 
-def measure_in_fresh_process(function, *args) -> dict:
+def measure_in_fresh_process(function, *args):
     """`function(*args)` in a new process, so that its peak memory is its own; its failure (an exception, or a
-    crash) is raised here rather than waited on."""
+    crash) is raised here as a RuntimeError rather than waited on."""
     context = mp.get_context("spawn")
     queue = context.Queue()
     process = context.Process(target=_worker, args=(queue, function, *args))
@@ -103,7 +103,9 @@ def measure_in_fresh_process(function, *args) -> dict:
             break
         except queue_module.Empty:
             if not process.is_alive() and queue.empty():
-                raise RuntimeError(f"{function.__name__} crashed (exit code {process.exitcode})") from None
+                process.join()
+                raise RuntimeError(f"{function.__name__}{args} exited without a result (exit code "
+                                   f"{process.exitcode})") from None
     process.join()
     if not succeeded:
         raise RuntimeError(f"{function.__name__}{args} failed:\n{result}")

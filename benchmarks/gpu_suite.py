@@ -12,9 +12,11 @@
    fp32 in the default format.
 3. The largest square input MixCL-S dehazes whole (no tiles) in fp32 and in fp16, to a multiple of 64 pixels.
 4. One DDP step: the training step of (1) launched by `torchrun --nproc_per_node 1` (NCCL on CUDA, gloo on the
-   CPU), whose first loss must equal the plain step's.
+   CPU), whose first loss must equal the plain step's (a difference is flagged).
 
-Each measurement runs in a fresh process (peak memory is its own: PyTorch's allocator peak on CUDA). --smoke
+Each training row, each network and size of (2) and each search of (3) runs in a fresh process (peak memory is
+its own: PyTorch's allocator peak on CUDA, reset between the rows of (2)); a failure is printed and the suite
+goes on. `--sections` and `--training-rows` run parts of it. --smoke
 runs every path on the CPU at toy sizes in this process, compiling with torch.compile's "eager" backend
 (graph capture without code generation), so that the suite cannot rot while no GPU is at hand; its figures
 mean nothing. On the CPU fp16 AMP training falls back to fp32, as train.py does.
@@ -85,6 +87,7 @@ def measure_inference(name: str, height: int, width: int, repeats: int) -> list[
             reference = output if reference is None else reference
             rows.append({"precision": precision, "channels_last": channels_last, "seconds": seconds,
                          "peak_gb": _peak_memory_gb(device), "difference": (output - reference).abs().max().item()})
+            del output  # not held through the next row's peak
     return rows
 
 
@@ -147,6 +150,9 @@ def main(argv=None) -> dict:
                         help="only these training rows, e.g. fp16:compile bf16:eager (default: all)")
     parser.add_argument("--ddp-worker", metavar="JSON", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    rows = {f"{precision}:{setting}" for precision in PRECISIONS for setting in TRAINING_SETTINGS}
+    if unknown := set(args.training_rows or ()) - rows:
+        parser.error(f"unknown --training-rows {sorted(unknown)}: choose from {sorted(rows)}")
     if args.ddp_worker:  # inside torchrun: one step, its result on stdout
         print("RESULT " + json.dumps(measure_step(*json.loads(args.ddp_worker))), flush=True)
         return {}
@@ -166,7 +172,7 @@ def main(argv=None) -> dict:
         try:
             return measure_in_fresh_process(function, *arguments)
         except RuntimeError as e:
-            print(f"\n{function.__name__}{arguments} failed:\n{e}\n", flush=True)
+            print(f"\n{e}\n", flush=True)
             return None
 
     try:
@@ -214,12 +220,20 @@ def main(argv=None) -> dict:
                     print(f"| {precision} | {side} | {side * side / 1e6:.1f} |", flush=True)
 
         if "ddp" in args.sections:
-            plain = results["training"].get(("fp32", "eager")) or measure(
-                measure_step, model, size, batch, sizes["warmup"], sizes["repeats"])
-            r = results["ddp"] = ddp_step(sizes)
-            print(f"\nDDP (torchrun, 1 process, {'NCCL' if torch.cuda.is_available() else 'gloo'}): under DDP "
-                  f"{r['ddp']}, {r['images_per_second']:.2f} images/s, first loss {r['first_loss']:.6f} (plain step "
-                  f"{plain['first_loss']:.6f})")
+            plain = results["training"].get(("fp32", "eager")) or measure(  # the fp32 eager row of (1)
+                measure_step, model, size, batch, sizes["warmup"], sizes["repeats"], "off", False, False)
+            try:
+                r = results["ddp"] = ddp_step(sizes)
+            except RuntimeError as e:
+                if args.smoke:
+                    raise
+                print(f"\n{e}\n", flush=True)
+            else:
+                agrees = plain is not None and abs(r["first_loss"] - plain["first_loss"]) <= 1e-6 * plain["first_loss"]
+                print(f"\nDDP (torchrun, 1 process, {'NCCL' if torch.cuda.is_available() else 'gloo'}): under DDP "
+                      f"{r['ddp']}, {r['images_per_second']:.2f} images/s, first loss {r['first_loss']:.6f} (plain "
+                      f"step {plain['first_loss'] if plain else float('nan'):.6f}"
+                      f"{'' if agrees else ': DIFFERENT, the DDP path is broken'})", flush=True)
     finally:
         torch.compile = original_compile
     return results

@@ -53,11 +53,11 @@ def as_rgb_array(image: np.ndarray | Image.Image) -> np.ndarray:
 
 class Dehazer:
     """A network ready for photos. `tile`: "auto", None (never) or a tile size in pixels; `amp`: off, fp16
-    or bf16 autocast; `backend`: pytorch or onnxruntime (module docstring); `label` / `labels`: MixCL networks
-    are conditioned on this class (for every photo) or on each photo's class in a `name,class` file, instead of
-    CLIP's; `photo_priors=False`: the caller hands `forward` the priors (test.py takes them from its dataset),
-    none is computed from photos; `progress`: a progress bar over the tiles. The model is moved to the device
-    (and on the CPU to channels-last) in place."""
+    or bf16 autocast; `backend`: pytorch or onnxruntime (inference/onnx.py: fp32 on the CPU only; tiles run in
+    PyTorch); `label` / `labels`: MixCL networks are conditioned on this class (for every photo) or on each
+    photo's class in a `name,class` file, instead of CLIP's; `photo_priors=False`: the caller hands `forward`
+    the priors (test.py takes them from its dataset), none is computed from photos; `progress`: a progress bar
+    over the tiles. The model is moved to the device (and on the CPU to channels-last) in place."""
 
     def __init__(self, model: nn.Module, device: torch.device | str | None = None, amp: str = "off",
                  backend: str = "pytorch", label: str | None = None, labels: Path | None = None,
@@ -73,7 +73,8 @@ class Dehazer:
         if backend == "onnxruntime" and (self.device.type != "cpu" or amp != "off"):
             raise ValueError(f"the onnxruntime backend runs fp32 on the CPU, not {amp} on {self.device}: use device "
                              f"cpu and amp off, or the pytorch backend")
-        # channels-last: 1.7-2.7× faster on the CPU, slower on an H100 for every MixDehazeNet size (BENCHMARKS.md)
+        # channels-last (with glibc keeping freed memory): 1.6-2.7× faster on the CPU; on an H100 slower than the
+        # default layout in 23 of 24 measurements (BENCHMARKS.md)
         self.channels_last = self.device.type == "cpu"
         self.model = model.eval().to(self.device)
         if self.channels_last:

@@ -10,9 +10,9 @@ Two things make tiles differ from the whole image, and each has its remedy here:
   a sky tile and a ground tile would be dehazed differently. So every tile is handed image-wide means,
   recorded for every pooling layer by one of two first passes:
   - `statistics="downscaled"` (default): the whole image at half the side length (a quarter of the pixels;
-    less when that would exceed `statistics_pixels`), in one pass. It costs about a quarter of a pass over
-    the tiles and agrees with the whole image as closely as "tiles" does (BENCHMARKS.md, "Tiled against
-    whole-image inference": 22 real photos, lowest 42.1 dB for both, median 52.2 against 54.0 dB).
+    less when that would exceed `statistics_pixels`), in one pass. On 22 real photos it added 15% to the
+    tiles' time where "tiles" added 104%, with the same lowest PSNR against the whole image (42.1 dB) and a
+    median 1.8 dB lower (52.2 dB; BENCHMARKS.md, "Tiled against whole-image inference").
   - `statistics="tiles"`: a pass over the tiles records each pool's input summed over each tile's *core*
     (the tiles' cores partition the image), which gives the whole image's mean (deeper pools see inputs
     computed with tile-local means in that pass). It costs a second full pass.
@@ -121,6 +121,23 @@ class SharedStatistics:
                 handle.remove()
 
 
+def tile_layout(model: nn.Module, padded_height: int, padded_width: int, tile: int,
+                overlap: int) -> tuple[list[_Tile], int, int]:
+    """The tiles `tiled_forward` runs over an image padded to the network's multiple: their positions and
+    cores, and the tile height and width (`tile` rounded to the multiple, at most the image)."""
+    multiple = getattr(model, "size_multiple", 1)
+    tile = max(tile // multiple * multiple, getattr(model, "min_size", 1))
+    if not 0 <= overlap < tile // 2:
+        raise ValueError(f"overlap must be in [0, tile/2), got overlap {overlap} for tile {tile}")
+    tile_height, tile_width = min(tile, padded_height), min(tile, padded_width)
+    ys, xs = tile_starts(padded_height, tile_height, overlap), tile_starts(padded_width, tile_width, overlap)
+    y_cores = core_bounds(ys, tile_height, padded_height, multiple)
+    x_cores = core_bounds(xs, tile_width, padded_width, multiple)
+    tiles = [_Tile(y, x, (cy0 - y, cy1 - y, cx0 - x, cx1 - x))
+             for y, (cy0, cy1) in zip(ys, y_cores) for x, (cx0, cx1) in zip(xs, x_cores)]
+    return tiles, tile_height, tile_width
+
+
 @torch.no_grad()
 def tiled_forward(model: nn.Module, image: torch.Tensor, *extra_inputs: torch.Tensor, tile: int = 512,
                   overlap: int = 64, statistics: str = "downscaled", statistics_pixels: int = 1_000_000,
@@ -133,21 +150,11 @@ def tiled_forward(model: nn.Module, image: torch.Tensor, *extra_inputs: torch.Te
         raise ValueError(f"tiled inference takes one image at a time, got a batch of {image.shape[0]}")
     if statistics not in ("downscaled", "tiles", "own"):
         raise ValueError(f'statistics must be "downscaled", "tiles" or "own", got {statistics!r}')
-    multiple = getattr(model, "size_multiple", 1)
-    min_size = getattr(model, "min_size", 1)
-    tile = max(tile // multiple * multiple, min_size)
-    if not 0 <= overlap < tile // 2:
-        raise ValueError(f"overlap must be in [0, tile/2), got overlap {overlap} for tile {tile}")
     height, width = image.shape[-2:]
     # pad as the network itself would, so that every tile is a whole number of feature pixels
-    padded = pad_to_multiple(image, multiple, min_size)
+    padded = pad_to_multiple(image, getattr(model, "size_multiple", 1), getattr(model, "min_size", 1))
     padded_height, padded_width = padded.shape[-2:]
-    tile_height, tile_width = min(tile, padded_height), min(tile, padded_width)
-    ys, xs = tile_starts(padded_height, tile_height, overlap), tile_starts(padded_width, tile_width, overlap)
-    y_cores = core_bounds(ys, tile_height, padded_height, multiple)
-    x_cores = core_bounds(xs, tile_width, padded_width, multiple)
-    tiles = [_Tile(y, x, (cy0 - y, cy1 - y, cx0 - x, cx1 - x))
-             for y, (cy0, cy1) in zip(ys, y_cores) for x, (cx0, cx1) in zip(xs, x_cores)]
+    tiles, tile_height, tile_width = tile_layout(model, padded_height, padded_width, tile, overlap)
 
     shared = SharedStatistics(model)
     first_pass = statistics if shared.pools and len(tiles) > 1 and statistics != "own" else None

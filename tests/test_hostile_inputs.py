@@ -1,6 +1,7 @@
 """Bad inputs and faults, as a hostile user would make them: each is named (one line per problem, naming its file,
 exit status 1, no traceback) before work starts, or handled correctly. Nothing a user owns is overwritten, and no
 output is silently wrong."""
+import argparse
 import json
 import os
 import random
@@ -341,6 +342,18 @@ def test_any_garbage_checkpoint_is_named_damaged_without_a_warning(tmp_path, rec
         with pytest.raises(CheckpointError, match=r"is damaged or truncated, or not a PyTorch file"):
             load_checkpoint(path)
     assert not [str(w.message) for w in recwarn]  # e.g. no "Detected pickle protocol 201" reaches the user
+    path.write_text("config: a\nmodel: mixcl-t\n")  # the unpickler reads "c" as a global: still not a checkpoint
+    with pytest.raises(CheckpointError, match=r"is damaged or truncated, or not a PyTorch file"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("zip_format", [True, False])
+def test_a_checkpoint_holding_python_objects_is_named_so(tmp_path, zip_format):
+    path = tmp_path / "official.pth"  # as some releases save: the training arguments beside the weights
+    torch.save({"args": argparse.Namespace(lr=1e-4), "state_dict": {"w": torch.ones(2)}}, path,
+               _use_new_zipfile_serialization=zip_format)
+    with pytest.raises(CheckpointError, match=r"holds Python objects besides tensors.*weights_only=False"):
+        load_checkpoint(path)
 
 
 def test_checkpoints_get_the_permissions_of_the_umask(tmp_path):

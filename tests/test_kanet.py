@@ -7,7 +7,6 @@ import torch
 import torch.nn as nn
 import torchvision
 
-import engine.training
 import test as test_script
 import train
 from datasets import build_test_set
@@ -16,7 +15,7 @@ from losses import ContrastiveRegularization, ReweightedL1Loss, build_loss, gaus
 from losses.reweighting import SampleReweighting, decorrelation_loss, random_fourier_features
 from models import build_model, load_model
 from models.kanet import KANet, SpatialAttention, convert_official_state_dict
-from tests.test_training import logged_losses
+from tests.test_training import logged_losses, train_killed_after_epoch
 from utils.config import ConfigError, LossTerm
 from utils.image import pad_to_multiple
 
@@ -252,17 +251,7 @@ def test_kill_and_resume_gives_the_same_losses_as_an_uninterrupted_run(tmp_path,
     options = {"model": "ka-net-tiny", "data": {"crop_size": 64, "samples_per_epoch": 16},
                "train": KANET_TRAIN | {"epochs": 3}, "loss": REWEIGHTED_L1}
     full = train.train(tiny_config(tmp_path / "full", **options))
-    save = engine.training.save_checkpoint
-
-    def killed_after_epoch_2(path, payload):
-        save(path, payload)
-        if path.name == "last.pt" and payload["epoch"] == 2:
-            raise KeyboardInterrupt("simulated kill")
-
-    monkeypatch.setattr(engine.training, "save_checkpoint", killed_after_epoch_2)
-    with pytest.raises(KeyboardInterrupt):
-        train.train(tiny_config(tmp_path / "resumed", **options))
-    monkeypatch.undo()
+    train_killed_after_epoch(tiny_config(tmp_path / "resumed", **options), 2, monkeypatch)
     bank = torch.load(tmp_path / "resumed" / "last.pt", weights_only=True)["loss_state"]["reweighted_l1"]
     assert bank["bank_features"].shape == (8, 64)  # batch 8, z of width 64
     resumed = train.train(tiny_config(tmp_path / "resumed", **options), resume=True)

@@ -29,20 +29,24 @@ def logged_losses(out_dir):
     return [(e.step, e.value) for e in events.Scalars("train/loss")]
 
 
-def test_resume_gives_the_same_losses_as_an_uninterrupted_run(tmp_path, monkeypatch):
-    full = train.train(tiny_config(tmp_path / "full", train={"epochs": 3}))
-
+def train_killed_after_epoch(config, epoch, monkeypatch) -> None:
+    """Train `config` and kill the run (KeyboardInterrupt) right after its last.pt of `epoch` is written."""
     save = engine.training.save_checkpoint
 
-    def crash_after_epoch_2(path, payload):
+    def killed(path, payload):
         save(path, payload)
-        if path.name == "last.pt" and payload["epoch"] == 2:
-            raise KeyboardInterrupt("simulated crash")
+        if path.name == "last.pt" and payload["epoch"] == epoch:
+            raise KeyboardInterrupt("simulated kill")
 
-    monkeypatch.setattr(engine.training, "save_checkpoint", crash_after_epoch_2)
+    monkeypatch.setattr(engine.training, "save_checkpoint", killed)
     with pytest.raises(KeyboardInterrupt):
-        train.train(tiny_config(tmp_path / "resumed", train={"epochs": 3}))
+        train.train(config)
     monkeypatch.undo()
+
+
+def test_resume_gives_the_same_losses_as_an_uninterrupted_run(tmp_path, monkeypatch):
+    full = train.train(tiny_config(tmp_path / "full", train={"epochs": 3}))
+    train_killed_after_epoch(tiny_config(tmp_path / "resumed", train={"epochs": 3}), 2, monkeypatch)
     assert load_checkpoint(tmp_path / "resumed" / "last.pt")["epoch"] == 2
     resumed = train.train(tiny_config(tmp_path / "resumed", train={"epochs": 3}), resume=True)
 

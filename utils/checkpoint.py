@@ -14,6 +14,7 @@ Everything is tensors and plain Python data, so it loads with `torch.load(weight
 """
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import tempfile
@@ -73,21 +74,30 @@ def load_checkpoint(path: Path | str) -> dict[str, Any]:
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     if path.stat().st_size == 0:
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes): a copy or download did not finish")
+    damaged = CheckpointError(f"checkpoint {path} is damaged or truncated, or not a PyTorch file")
     try:
         with warnings.catch_warnings():  # garbage read as a pickle header names a random "protocol"
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        if "global" not in str(e):  # not a pickled Python object of a disallowed type: garbage
-            raise CheckpointError(f"checkpoint {path} is damaged or truncated, or not a PyTorch file") from None
+        with path.open("rb") as f:
+            header = f.read(2)
+        # a disallowed global in a real PyTorch file (zip, or the legacy format's pickle header); garbage or a
+        # text file starting with "c" also reads as a global to the unpickler
+        if "global" not in str(e) or not (header == b"PK" or header[:1] == b"\x80"):
+            raise damaged from None
         raise CheckpointError(
             f"checkpoint {path} holds Python objects besides tensors, which loading would have to execute; if you "
             f"trust its source, keep only its weights: python -c \"import torch; c = torch.load('{path}', "
             f"weights_only=False); torch.save({{'state_dict': c['state_dict']}}, 'weights_only.pt')\"") from None
-    except PermissionError:
-        raise CheckpointError(f"checkpoint {path} cannot be read: permission denied") from None
+    except MemoryError:
+        raise
+    except OSError as e:
+        if e.errno in (errno.EACCES, errno.EPERM, errno.EIO):  # the file system's fault, not the file's
+            raise CheckpointError(f"checkpoint {path} cannot be read: {e.strerror}") from None
+        raise damaged from None  # e.g. a truncated zip: seeking past its end (EINVAL)
     except Exception:  # the weights-only unpickler fails on garbage with any error (IndexError, KeyError, ...)
-        raise CheckpointError(f"checkpoint {path} is damaged or truncated, or not a PyTorch file") from None
+        raise damaged from None
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(checkpoint).__name__}, expected a dict of weights")
     return checkpoint
