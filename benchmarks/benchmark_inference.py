@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import resource
 import tempfile
 import time
 from pathlib import Path
@@ -32,8 +31,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from benchmarks.benchmark_models import machine, measure_in_fresh_process
+from benchmarks.benchmark_models import _peak_memory_gb, machine, measure_in_fresh_process
 from inference import Dehazer
+from inference.onnx import example_inputs
 from models import build_model
 from models.cost import model_cost
 from models.mixcl import TextImageAttention
@@ -112,19 +112,11 @@ class OfficialNetwork(nn.Module):
         return (gain * padded - bias + padded)[..., :h, :w]
 
 
-def inputs_for(name: str, height: int, width: int) -> tuple[torch.Tensor, ...]:
-    generator = torch.Generator().manual_seed(1)
-    x = torch.rand(1, 3, height, width, generator=generator) * 2 - 1
-    if name.startswith("mixcl"):  # a unit-norm CLIP ViT-B/32 text feature
-        return x, F.normalize(torch.randn(1, 512, generator=generator), dim=-1)
-    return (x,)
-
-
 def measure(path: str, name: str, height: int, width: int, repeats: int, reference: Path,
             official_code: Path | None) -> dict:
     torch.manual_seed(0)
     model = build_model(name).eval()
-    inputs = inputs_for(name, height, width)
+    inputs = tuple(example_inputs(model, height, width, seed=1).values())
     if path == "official":
         run = OfficialNetwork(model, official_code).eval()
     elif path == "eager":
@@ -147,7 +139,7 @@ def measure(path: str, name: str, height: int, width: int, repeats: int, referen
     if path == "eager":
         torch.save(output, reference)
     difference = (output - torch.load(reference)).abs().max().item() if reference.exists() else float("nan")
-    return {"seconds": best, "warm_up": warm_up, "peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+    return {"seconds": best, "warm_up": warm_up, "peak_gb": _peak_memory_gb(torch.device("cpu")),
             "difference": difference}
 
 

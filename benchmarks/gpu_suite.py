@@ -32,10 +32,10 @@ from functools import partial
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from benchmarks.benchmark_models import _peak_memory_gb, machine, measure_in_fresh_process, median_seconds
 from benchmarks.benchmark_training import measure_step
+from inference.onnx import example_inputs
 from models import build_model
 
 PRECISIONS = ("fp32", "fp16", "bf16")
@@ -54,11 +54,8 @@ def suite_sizes(smoke: bool) -> dict:
             "infer_sizes": [(256, 256), (460, 620)], "infer_repeats": 20, "largest": ("mixcl-s", 256, 16384)}
 
 
-def network_inputs(name: str, height: int, width: int, device: torch.device) -> tuple[torch.Tensor, ...]:
-    generator = torch.Generator().manual_seed(1)
-    x = torch.rand(1, 3, height, width, generator=generator) * 2 - 1
-    prior = (F.normalize(torch.randn(1, 512, generator=generator), dim=-1),) if name.startswith("mixcl") else ()
-    return tuple(t.to(device) for t in (x, *prior))
+def network_inputs(model: torch.nn.Module, height: int, width: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+    return tuple(t.to(device) for t in example_inputs(model, height, width, seed=1).values())
 
 
 def measure_inference(name: str, height: int, width: int, repeats: int) -> list[dict]:
@@ -70,7 +67,7 @@ def measure_inference(name: str, height: int, width: int, repeats: int) -> list[
     model = build_model(name).eval().to(device)
     rows, reference = [], None
     for channels_last in (False, True):
-        inputs = network_inputs(name, height, width, device)
+        inputs = network_inputs(model, height, width, device)
         if channels_last:
             model.to(memory_format=torch.channels_last)
             inputs = (inputs[0].contiguous(memory_format=torch.channels_last), *inputs[1:])
@@ -114,7 +111,7 @@ def measure_largest_input(name: str, precision: str, low: int, high: int) -> dic
     def fits(side: int) -> bool:
         try:
             with torch.autocast(device.type, dtype=AUTOCAST[precision], enabled=precision != "fp32"):
-                model(*network_inputs(name, side, side, device))
+                model(*network_inputs(model, side, side, device))
             return True
         except torch.OutOfMemoryError:
             return False

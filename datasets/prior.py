@@ -22,7 +22,6 @@ import hashlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn as nn
 from PIL import Image
@@ -181,7 +180,7 @@ def synthetic_clip_cache(clip: ClipPrior) -> dict:
     images = []
     for photo in DOMAINS:
         clear, depth = load_photo(photo, short_side=224)
-        images.append(Image.fromarray(np.round(add_haze(clear, depth, beta, airlight) * 255).astype(np.uint8)))
+        images.append(Image.fromarray(to_uint8(add_haze(clear, depth, beta, airlight))))
     return {"names": list(DOMAINS), "probabilities": clip.probabilities(images), "text_features": clip.text_features}
 
 
@@ -242,14 +241,18 @@ def attach_prior(prior: PriorConfig, datasets: list[Dataset], device: torch.devi
             classes = [known(n) for n in names]
             priors = [prior.classes.index(c) for c in classes]
             model_args = {"num_labels": len(prior.classes)}
+        elif known is not None:  # the classes are given: only the class texts go through CLIP, no image
+            text_features = load_clip(prior, device).text_features
+            classes = [known(n) for n in names]
+            priors = list(text_prior(one_hot(names, known, prior.classes), text_features, prior.mode))
+            model_args = {"text_dim": text_features.shape[1]}
         else:
             if folder not in clip_caches:
                 clip_caches[folder] = (synthetic_clip_cache(load_clip(prior, device)) if folder is None
                                        else split_prior_cache(prior, folder, device))
             cache = clip_caches[folder]
             rows = {n: i for i, n in enumerate(cache["names"])}
-            probabilities = (cache["probabilities"][[rows[n] for n in names]] if known is None
-                             else one_hot(names, known, prior.classes))
+            probabilities = cache["probabilities"][[rows[n] for n in names]]
             classes = [prior.classes[i] for i in probabilities.argmax(1).tolist()]
             priors = list(text_prior(probabilities, cache["text_features"], prior.mode))
             model_args = {"text_dim": cache["text_features"].shape[1]}

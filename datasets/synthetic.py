@@ -86,20 +86,23 @@ class CleanImageFolder:
             raise DatasetError(f"{self.root}: no images")
         problems = []
         for name in self.names:
-            _, problem = check_image(self.root / name)
+            size, problem = check_image(self.root / name)
             if problem:
                 problems.append(f"{self.root / name}: {problem}")
                 continue
+            width, height = size
+            if min(width, height) < min_size:
+                problems.append(f"{self.root / name}: {width}×{height} is smaller than {min_size}")
+            if (depth_path := self.depth_path(name)) is None:
+                continue
             try:
-                clear, depth = self.load(name)
+                depth = read_depth(depth_path)
             except (DatasetError, OSError, ValueError) as e:
                 problems.append(str(e))
                 continue
-            if min(clear.shape[:2]) < min_size:
-                problems.append(f"{self.root / name}: {clear.shape[1]}×{clear.shape[0]} is smaller than {min_size}")
-            if depth is not None and depth.shape != clear.shape[:2]:
+            if depth.shape != (height, width):
                 problems.append(f"{self.root / name}: depth map is {depth.shape[1]}×{depth.shape[0]}, "
-                                f"the image {clear.shape[1]}×{clear.shape[0]}")
+                                f"the image {width}×{height}")
         if problems:
             raise DatasetError(f"{len(problems)} problem(s) in {self.root}:\n  " + "\n  ".join(problems))
 

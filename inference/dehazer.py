@@ -74,7 +74,7 @@ class Dehazer:
             raise ValueError(f"the onnxruntime backend runs fp32 on the CPU, not {amp} on {self.device}: use device "
                              f"cpu and amp off, or the pytorch backend")
         # channels-last (with glibc keeping freed memory): 1.6-2.7× faster on the CPU; on an H100 slower than the
-        # default layout in 23 of 24 measurements (BENCHMARKS.md)
+        # default layout in 21 of 24 measurements (BENCHMARKS.md)
         self.channels_last = self.device.type == "cpu"
         self.model = model.eval().to(self.device)
         if self.channels_last:

@@ -32,7 +32,7 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from models.layers import GlobalAvgPool
-from utils.image import pad_to_multiple
+from utils.image import pad_to_multiple, size_rule
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -125,8 +125,8 @@ def tile_layout(model: nn.Module, padded_height: int, padded_width: int, tile: i
                 overlap: int) -> tuple[list[_Tile], int, int]:
     """The tiles `tiled_forward` runs over an image padded to the network's multiple: their positions and
     cores, and the tile height and width (`tile` rounded to the multiple, at most the image)."""
-    multiple = getattr(model, "size_multiple", 1)
-    tile = max(tile // multiple * multiple, getattr(model, "min_size", 1))
+    multiple, min_size = size_rule(model)
+    tile = max(tile // multiple * multiple, min_size)
     if not 0 <= overlap < tile // 2:
         raise ValueError(f"overlap must be in [0, tile/2), got overlap {overlap} for tile {tile}")
     tile_height, tile_width = min(tile, padded_height), min(tile, padded_width)
@@ -152,7 +152,7 @@ def tiled_forward(model: nn.Module, image: torch.Tensor, *extra_inputs: torch.Te
         raise ValueError(f'statistics must be "downscaled", "tiles" or "own", got {statistics!r}')
     height, width = image.shape[-2:]
     # pad as the network itself would, so that every tile is a whole number of feature pixels
-    padded = pad_to_multiple(image, getattr(model, "size_multiple", 1), getattr(model, "min_size", 1))
+    padded = pad_to_multiple(image, *size_rule(model))
     padded_height, padded_width = padded.shape[-2:]
     tiles, tile_height, tile_width = tile_layout(model, padded_height, padded_width, tile, overlap)
 
@@ -178,9 +178,10 @@ def tiled_forward(model: nn.Module, image: torch.Tensor, *extra_inputs: torch.Te
                     result = model(padded[..., t.y:t.y + tile_height, t.x:t.x + tile_width], *extra_inputs)
                     if pass_ == "final":
                         window = (blend_window(tile_height, overlap, t.y == 0, t.y + tile_height == padded_height)[:, None]
-                                  * blend_window(tile_width, overlap, t.x == 0, t.x + tile_width == padded_width))
-                        output[..., t.y:t.y + tile_height, t.x:t.x + tile_width] += result.float() * window.to(image.device)
-                        weights[..., t.y:t.y + tile_height, t.x:t.x + tile_width] += window.to(image.device)
+                                  * blend_window(tile_width, overlap, t.x == 0, t.x + tile_width == padded_width)
+                                  ).to(image.device)
+                        output[..., t.y:t.y + tile_height, t.x:t.x + tile_width] += result.float() * window
+                        weights[..., t.y:t.y + tile_height, t.x:t.x + tile_width] += window
                     bar.update()
                 shared.finish_pass()
     bar.close()

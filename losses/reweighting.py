@@ -107,7 +107,7 @@ class SampleReweighting(nn.Module):
 
 class ReweightedL1Loss(nn.Module):
     """Σ_n w_n · L1_n: per-image L1 weighted by sample weights that decorrelate the network's global
-    features within the batch and a memory bank (KA-Net's StableNet-style reweighting, utils/reweighting.py).
+    features within the batch and a memory bank (KA-Net's StableNet-style reweighting, SampleReweighting above).
     The arguments are SampleReweighting's. With uniform weights this equals the plain l1 loss."""
 
     needs_global_feature = True

@@ -25,12 +25,9 @@ def load_model(checkpoint: Path | str, name: str | None = None) -> nn.Module:
     its arguments (and set `model.prior_config`); for an official checkpoint pass `name` (e.g. "mixdehazenet-s")."""
     contents = load_checkpoint(checkpoint)
     if is_project_checkpoint(contents):
-        if name is not None and canonical_name(name) != canonical_name(contents["model_name"]):
-            raise CheckpointError(f"{checkpoint} holds a {contents['model_name']!r} model, not {name!r} (drop --model: "
-                                  f"this project's checkpoints name their model)")
-        name = contents["model_name"]
-        model = create_model(name, **contents.get("model_args", {}))
+        model = create_model(contents["model_name"], **contents.get("model_args", {}))
         model.prior_config = contents.get("config", {}).get("prior")  # how its training data got their prior
+        name = name or contents["model_name"]  # a different `name` is refused by load_weights
     elif name is None:
         raise CheckpointError(f"{checkpoint} is not a checkpoint of this project: pass the model it holds with --model "
                               f"(model name in Python), e.g. mixdehazenet-s")
@@ -52,9 +49,10 @@ def load_weights(model: nn.Module, name: str, contents: dict[str, Any], source: 
             raise CheckpointError(f"{source} holds a {contents['model_name']!r} model, not {name!r} (drop --model: "
                                   f"this project's checkpoints name their model)")
         state_dict = contents.get("ema", contents["model"])  # the moving average, when training kept one
+        convert = None
     else:
         state_dict = next((contents[k] for k in ("state_dict", "model") if isinstance(contents.get(k), dict)), contents)
-    convert = None if is_project_checkpoint(contents) else getattr(model, "convert_checkpoint", None)
+        convert = getattr(model, "convert_checkpoint", None)
     try:
         if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
             raise KeyError("no state dict of tensors in it")

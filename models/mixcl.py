@@ -60,6 +60,7 @@ class MixCLDehazeNet(nn.Module):
     """
 
     takes_prior = True  # scripts hand it the prior of each image (datasets/prior.py)
+    size_multiple, min_size = MixDehazeNet.size_multiple, MixDehazeNet.min_size  # the backbone pads to these
 
     def __init__(self, depths: tuple[int, ...], text_dim: int = 512, fusion: str = "concat",
                  num_labels: int | None = None):
@@ -73,7 +74,7 @@ class MixCLDehazeNet(nn.Module):
 
     def forward(self, x: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
-        x = pad_to_multiple(x, self.backbone.size_multiple, self.backbone.min_size)
+        x = pad_to_multiple(x, self.size_multiple, self.min_size)
         return self.backbone.apply_gain_bias(x, self.backbone.forward_features(self.stem_input(x, text)))[..., :h, :w]
 
     def stem_input(self, x: torch.Tensor, text: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,5 @@
 import copy
+import importlib.util
 import os
 from pathlib import Path
 
@@ -38,6 +39,14 @@ def write_checkpoint(path, model_name="mixdehazenet-t", model_args=None, prior=N
         payload["config"] = {"prior": dict(prior)}
     save_checkpoint(path, payload)
     return Path(path)
+
+
+def load_script(name: str):
+    """scripts/<name>.py as a module (scripts/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _require_shared(what: str) -> Path:

@@ -1,6 +1,5 @@
 """The example notebook, the ONNX export and the training-curve plot, run end to end."""
 import base64
-import importlib.util
 import io
 import json
 from pathlib import Path
@@ -18,16 +17,9 @@ from inference.onnx import example_inputs, largest_difference
 from models import load_model
 from utils.pictures import CAPTION_HEIGHT, GAP
 
-from .conftest import LABELS_PRIOR, write_checkpoint
+from .conftest import LABELS_PRIOR, load_script, write_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_example_notebook_executes(real_hazy, tmp_path, monkeypatch):

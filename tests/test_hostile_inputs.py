@@ -28,7 +28,7 @@ from utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from utils.cli import run_reporting_user_errors
 from utils.image import read_image
 
-from .conftest import tiny_config, write_checkpoint
+from .conftest import load_script, tiny_config, write_checkpoint
 from .test_datasets import make_pairs
 from .test_images import UPRIGHT, png_claiming, save_with_orientation
 
@@ -205,14 +205,6 @@ CHECKPOINTS = {
 
 CASES = {name.removeprefix("case_"): case for name, case in dict(globals()).items() if name.startswith("case_")}
 CASES |= {f"checkpoint {name}": checkpoint_case(make) for name, (make, _) in CHECKPOINTS.items()}
-
-
-def load_script(name):
-    import importlib.util  # noqa: PLC0415 — scripts/ is not a package
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

@@ -256,6 +256,19 @@ def test_demo_falls_back_to_labels_when_clip_weights_are_missing(tmp_path, capsy
         train.train(tiny_config(tmp_path / "strict" / "run", "mixcl-t", prior=prior | {"fallback_to_labels": False}))
 
 
+@pytest.mark.parametrize("mode", ["clip", "clip-soft"])
+def test_given_classes_take_their_text_features_without_running_clip_on_the_images(mode, tiny_clip_weights, tiny_clip,
+                                                                                    tmp_path):
+    data = make_pairs(tmp_path / "test", count=3, size=(44, 52))
+    prior = PriorConfig(**tiny_prior_config(tiny_clip_weights, tmp_path, mode))
+    (wrapped,), args = attach_prior(prior, [build_test_set(data)], class_of=lambda name: "outdoor")
+    outdoor = tiny_clip.text_features[prior.classes.index("outdoor")]
+    assert args == {"text_dim": 32}
+    assert all(torch.allclose(wrapped[i]["prior"], outdoor, atol=1e-6) and wrapped[i]["domain"] == "outdoor"
+               for i in range(3))
+    assert not prior_cache_path(prior, data).exists()  # no image went through CLIP
+
+
 def test_paired_training_and_test_script_use_the_prior_cache(tiny_clip_weights, tmp_path):
     make_pairs(tmp_path / "data" / "train", count=6, size=(40, 40))
     data = make_pairs(tmp_path / "data" / "test", count=2, size=(44, 52))

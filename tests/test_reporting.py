@@ -1,9 +1,7 @@
 """Reporting results: comparing two methods (scripts/compare_results.py), summarising runs (scripts/summarize_runs.py),
 counting model cost (scripts/model_cost.py)."""
 import csv
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,14 +13,7 @@ from models import build_model
 from models.cost import model_cost
 from utils.config import ConfigError
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def script(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from .conftest import load_script
 
 
 def write_per_image(path, names, psnr, ssim, domains):
@@ -54,7 +45,7 @@ def planted(tmp_path):
 
 def test_a_planted_difference_is_recovered_inside_its_interval(planted, tmp_path, capsys):
     a, b = planted
-    rows = script("compare_results").main([str(a), str(b), "--json", str(tmp_path / "table.json")])
+    rows = load_script("compare_results").main([str(a), str(b), "--json", str(tmp_path / "table.json")])
     table = {(r["metric"], r["subset"]): r for r in rows}
     # planted: overall +0.15 dB (half the images), indoor +0.30, outdoor 0
     for (metric, subset), planted_difference in {("psnr", "all"): 0.15, ("psnr", "indoor"): 0.30, ("psnr", "outdoor"): 0.0,
@@ -72,7 +63,7 @@ def test_a_planted_difference_is_recovered_inside_its_interval(planted, tmp_path
 
 def test_identical_results_show_no_difference(planted):
     a, _ = planted
-    for row in script("compare_results").main([str(a), str(a)]):
+    for row in load_script("compare_results").main([str(a), str(a)]):
         assert (row["difference"], row["ci_low"], row["ci_high"], row["p_value"]) == (0.0, 0.0, 0.0, 1.0)
         assert not row["significant"]
 
@@ -88,7 +79,7 @@ def test_files_of_different_images_are_refused(planted, tmp_path):
     a, _ = planted
     other = write_per_image(tmp_path / "c.csv", ["x.png", "y.png"], [30, 31], [0.9, 0.9], ["indoor", "indoor"])
     with pytest.raises(ConfigError, match="score different images: 300 only in A"):
-        script("compare_results").main([str(a), str(other)])
+        load_script("compare_results").main([str(a), str(other)])
 
 
 def test_runs_are_summarised_as_mean_and_standard_deviation(tmp_path, capsys):
@@ -97,7 +88,7 @@ def test_runs_are_summarised_as_mean_and_standard_deviation(tmp_path, capsys):
         summary = {"images": 10, "psnr": psnr, "ssim": 0.95, "by_domain": {"indoor": {"images": 5, "psnr": indoor, "ssim": 0.96}}}
         paths.append(tmp_path / f"seed{seed}.json")
         paths[-1].write_text(json.dumps(summary))
-    table = script("summarize_runs").main([str(p) for p in paths])
+    table = load_script("summarize_runs").main([str(p) for p in paths])
     assert table["all"]["psnr"] == pytest.approx((30.2, 0.2))  # sample std of 30.0, 30.4, 30.2
     assert table["indoor"]["psnr"] == pytest.approx((31.266667, 0.305505), abs=1e-6)
     assert table["all"]["ssim"] == pytest.approx((0.95, 0.0), abs=1e-12)  # three equal values: no spread

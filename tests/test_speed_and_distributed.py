@@ -268,7 +268,10 @@ def test_gpu_suite_smoke_runs_every_path_and_the_paths_agree(capsys):
     for (name, _, precision, channels_last), r in results["inference"].items():
         bound = {"fp32": 1e-5, "fp16": 1e-2, "bf16": 5e-2}[precision]
         assert r["difference"] <= bound, (name, precision, channels_last, r["difference"])
-        assert (r["difference"] > 0) == (precision != "fp32" or channels_last), (name, precision, channels_last)
+        if precision != "fp32":  # rounding to 16 bits shows; whether fp32 channels-last rounds differently is the kernels' choice
+            assert r["difference"] > 0, (name, precision, channels_last)
+        elif not channels_last:
+            assert r["difference"] == 0  # the reference row itself
     assert len(results["inference"]) == 4 * 3 * 2
     assert results["largest"] == {"fp32": 128, "fp16": 128}  # the top of the smoke search range
     assert results["ddp"]["ddp"] and abs(results["ddp"]["first_loss"] - plain) <= 1e-6 * plain

@@ -170,6 +170,12 @@ def to_unit_range(x: torch.Tensor) -> torch.Tensor:
     return x.clamp(-1.0, 1.0) * 0.5 + 0.5
 
 
+def size_rule(model: torch.nn.Module) -> tuple[int, int]:
+    """(size multiple, minimum size) a network pads its input to: its `size_multiple` and `min_size` (1 for a
+    network without them)."""
+    return getattr(model, "size_multiple", 1), getattr(model, "min_size", 1)
+
+
 def pad_to_multiple(x: torch.Tensor, multiple: int, min_size: int = 1) -> torch.Tensor:
     """Reflect-pad B×C×H×W on the right and bottom so that H and W become multiples of `multiple`
     and at least `min_size`. Reflection needs the pad to be smaller than the side; images too small for
