@@ -10,9 +10,9 @@ Two things make tiles differ from the whole image, and each has its remedy here:
   a sky tile and a ground tile would be dehazed differently. So every tile is handed image-wide means,
   recorded for every pooling layer by one of two first passes:
   - `statistics="downscaled"` (default): the whole image at half the side length (a quarter of the pixels;
-    less when that would exceed `statistics_pixels`), in one pass. On 22 real photos it added 15% to the
-    tiles' time where "tiles" added 104%, with the same lowest PSNR against the whole image (42.1 dB) and a
-    median 1.8 dB lower (52.2 dB; BENCHMARKS.md, "Tiled against whole-image inference").
+    less when that would exceed `statistics_pixels`), in one pass. On 22 real photos it added 13% to the
+    tiles' time where "tiles" added 100%, with about the same lowest PSNR against the whole image (46.6 against
+    46.8 dB) and a median 2.4 dB lower (56.6 dB; BENCHMARKS.md, "Tiled against whole-image inference").
   - `statistics="tiles"`: a pass over the tiles records each pool's input summed over each tile's *core*
     (the tiles' cores partition the image), which gives the whole image's mean (deeper pools see inputs
     computed with tile-local means in that pass). It costs a second full pass.

