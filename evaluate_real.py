@@ -1,5 +1,6 @@
-"""Dehaze real hazy photos (no ground truth, any sizes) and judge input and output by no-reference quality:
-NIQE and BRISQUE (lower = more natural) and dark-channel haze density (lower = less haze).
+"""Dehaze real hazy photos (no ground truth, any sizes) and score input and output by the no-reference measures
+real-world dehazing papers report: FADE (fog density), PIQE, NIQE and BRISQUE (lower = better) and entropy
+(higher = more detail).
 
     python evaluate_real.py --checkpoint runs/demo/mixcl-t/best.pt ../shared/data/real_hazy --label outdoor --compare
     python evaluate_real.py --checkpoint runs/reside6k/ka-net/best.pt data/RTTS --max-side 1024
@@ -30,8 +31,6 @@ from utils.cli import (
     run_reporting_user_errors,
     script_parser,
 )
-
-LABELS = {"niqe": "NIQE", "brisque": "BRISQUE", "haze_density": "haze density"}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -65,19 +64,19 @@ def shrink(image: np.ndarray, max_side: int | None) -> np.ndarray:
     return image
 
 
-def caption(title: str, scores: dict) -> str:
-    return "  ".join([title] + [f"{LABELS[name]} {value:.2f}" for name, value in scores.items()])
+def caption(title: str, scores: dict, labels: dict[str, str]) -> str:
+    return "  ".join([title] + [f"{labels[name]} {value:.2f}" for name, value in scores.items()])
 
 
 def run(args: argparse.Namespace) -> dict:
     # PyTorch loads here, after the arguments are parsed: --help answers at once
     from inference import Dehazer
-    from metrics.no_reference import NIQE_BLOCK, brisque, haze_density, niqe
+    from metrics.no_reference import NIQE_BLOCK
+    from metrics.real_haze import MEASURES, score_photo
     from models import load_model
     from utils.image import check_images, find_images, read_image, to_uint8, write_image
     from utils.pictures import side_by_side
 
-    scores_of = {"niqe": niqe, "brisque": brisque, "haze_density": haze_density}
     paths = find_images(args.inputs)
     out = args.out or Path("results") / run_name(args.checkpoint) / "real"
     outputs = output_paths(paths, out / "outputs", ".png")
@@ -89,25 +88,25 @@ def run(args: argparse.Namespace) -> dict:
     for path in tqdm(paths, desc="dehaze", dynamic_ncols=True):
         hazy8 = to_uint8(shrink(read_image(path), args.max_side))
         output8 = dehazer(hazy8, path.name)
-        hazy_scores = {name: score(hazy8) for name, score in scores_of.items()}
-        output_scores = {name: score(output8) for name, score in scores_of.items()}
+        hazy_scores, output_scores = score_photo(hazy8), score_photo(output8)
         write_image(outputs[path], output8)
         if args.compare:
-            write_image(comparisons[path], side_by_side([hazy8, output8], [caption("input", hazy_scores),
-                                                                            caption("output", output_scores)]))
+            labels = {name: measure.label for name, measure in MEASURES.items()}
+            write_image(comparisons[path], side_by_side([hazy8, output8], [caption("input", hazy_scores, labels),
+                                                                            caption("output", output_scores, labels)]))
         rows.append({"name": path.name, "width": hazy8.shape[1], "height": hazy8.shape[0],
                      **{f"input_{k}": v for k, v in hazy_scores.items()},
                      **{f"output_{k}": v for k, v in output_scores.items()}})
     summary = {"model": model.model_name, "checkpoint": str(args.checkpoint), "images": len(rows)}
-    for name in scores_of:
+    for name, measure in MEASURES.items():
         summary[f"input_{name}"] = sum(r[f"input_{name}"] for r in rows) / len(rows)
         summary[f"output_{name}"] = sum(r[f"output_{name}"] for r in rows) / len(rows)
-        summary[f"{name}_lowered"] = sum(r[f"output_{name}"] < r[f"input_{name}"] for r in rows)
-    report(rows, summary, out)
+        summary[f"{name}_improved"] = sum(measure.improves(r[f"input_{name}"], r[f"output_{name}"]) for r in rows)
+    report(rows, summary, out, {name: measure.label for name, measure in MEASURES.items()})
     return summary
 
 
-def report(rows: list[dict], summary: dict, out: Path) -> None:
+def report(rows: list[dict], summary: dict, out: Path, labels: dict[str, str]) -> None:
     """per_image.csv, summary.json and the printed summary."""
     with open(out / "per_image.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -115,9 +114,9 @@ def report(rows: list[dict], summary: dict, out: Path) -> None:
         writer.writerows(rows)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"{summary['model']} on {summary['images']} photos")
-    for name in LABELS:
-        print(f"  {LABELS[name]:13s} input {summary[f'input_{name}']:.3f}  output {summary[f'output_{name}']:.3f}"
-              f"  (lower on {summary[f'{name}_lowered']})")
+    for name, label in labels.items():
+        print(f"  {label:8s} input {summary[f'input_{name}']:.3f}  output {summary[f'output_{name}']:.3f}"
+              f"  (better on {summary[f'{name}_improved']} of {summary['images']})")
     print(f"  written to {out}")
 
 

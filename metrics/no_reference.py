@@ -1,8 +1,8 @@
-"""No-reference image quality for real hazy photos (no ground truth): NIQE, BRISQUE and a dark-channel haze
-density.
+"""No-reference image quality for real hazy photos (no ground truth): NIQE, BRISQUE, PIQE and entropy (FADE, the
+fog density, is in fade.py).
 
-Inputs are H×W×3 RGB images, uint8 or float in [0, 1]. Lower NIQE and BRISQUE = more natural; higher haze
-density = more haze. All are functions of one image, separate from any model (like utils/metrics.py).
+Inputs are H×W×3 RGB images, uint8 or float in [0, 1]. Lower NIQE, BRISQUE and PIQE = more natural; higher entropy
+= more detail. All are functions of one image, separate from any model.
 
 NIQE (Mittal, Soundararajan & Bovik, "Making a completely blind image quality analyzer", 2013), as the
 authors' MATLAB release computes it: 8-bit grey image (MATLAB's rgb2gray), 96×96 blocks without overlap at
@@ -16,6 +16,10 @@ the `brisque` package (0.2.0, Apache-2.0) computes it, with its LIVE-trained sup
 feature ranges (`models/svm.txt`, `models/normalize.pickle` in its wheel). The package itself cannot be
 imported here (it needs the compiled libsvm and breaks on NumPy 2), so its features are re-implemented and its
 RBF regressor is evaluated in NumPy; tests/reference/make_brisque_reference.py runs the package for comparison.
+
+PIQE (Venkatanath et al., "Blind Image Quality Evaluation Using Perception Based Features", NCC 2015) as
+IQA-PyTorch (pyiqa 0.1.16) computes it, a port of MATLAB's `piqe`, in double precision. Entropy as MATLAB's
+`entropy(rgb2gray(I))`.
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import scipy.io
+import scipy.ndimage
 import scipy.optimize
 from scipy.special import gamma as gamma_function
 
@@ -53,13 +58,20 @@ def niqe_pristine_model() -> tuple[np.ndarray, np.ndarray]:
     return np.ravel(parameters["mu_prisparam"]).astype(np.float64), parameters["cov_prisparam"].astype(np.float64)
 
 
-def to_gray_255(image: np.ndarray) -> np.ndarray:
-    """MATLAB's rgb2gray of the 8-bit image, as float64 in [0, 255]."""
+def as_rgb8(image: np.ndarray) -> np.ndarray:
+    """An H×W×3 RGB image as uint8: uint8 unchanged, float in [0, 1] scaled by 255 and rounded."""
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected an H×W×3 RGB image, got shape {image.shape}")
-    rgb = image.astype(np.float64) if image.dtype == np.uint8 else np.round(np.clip(image, 0, 1) * 255.0)
-    return np.round(rgb @ np.array([0.298936021293775, 0.587043074451121, 0.114020904255103]))
+    return image if image.dtype == np.uint8 else np.round(np.clip(image, 0, 1) * 255.0).astype(np.uint8)
+
+
+def matlab_rgb2gray(image: np.ndarray) -> np.ndarray:
+    """rgb2gray of the 8-bit image as MATLAB and Octave compute it, as float64 in [0, 255]: the channels in
+    [0, 1] weighted by 0.298936…, 0.587043…, 0.114020…, times 255, rounded half away from zero."""
+    rgb = as_rgb8(image).astype(np.float64) / 255.0
+    gray = rgb[:, :, 0] * 0.298936021293775 + rgb[:, :, 1] * 0.587043074451121 + rgb[:, :, 2] * 0.114020904255103
+    return np.floor(gray * 255.0 + 0.5)
 
 
 def _cubic(x: np.ndarray) -> np.ndarray:
@@ -121,7 +133,7 @@ def block_features(coefficients: np.ndarray, block: int) -> np.ndarray:
 
 def niqe(image: np.ndarray) -> float:
     """NIQE of an RGB image (at least 96×192 pixels: two blocks); lower is more natural."""
-    gray = to_gray_255(image)
+    gray = matlab_rgb2gray(image)
     h, w = (s // NIQE_BLOCK * NIQE_BLOCK for s in gray.shape)
     if (h // NIQE_BLOCK) * (w // NIQE_BLOCK) < 2:
         raise ValueError(f"NIQE needs at least two {NIQE_BLOCK}×{NIQE_BLOCK} blocks, "
@@ -215,14 +227,89 @@ def brisque(image: np.ndarray) -> float:
     return float(coefficients @ kernel - rho)
 
 
-def dark_channel(image: np.ndarray, patch: int = 15) -> np.ndarray:
-    """Per-pixel minimum over the colour channels and a patch×patch neighbourhood (He et al., 2009)."""
-    image = np.asarray(image)
-    rgb = image.astype(np.float32) / 255.0 if image.dtype == np.uint8 else image.astype(np.float32)
-    return cv2.erode(rgb.min(axis=2), np.ones((patch, patch), np.uint8), borderType=cv2.BORDER_REPLICATE)
+def patch_entropy(rows: np.ndarray) -> np.ndarray:
+    """Shannon entropy (bits) of the 256-bin histogram of each row of 8-bit values (MATLAB's entropy per row)."""
+    n, size = rows.shape
+    counts = np.bincount((np.arange(n)[:, None] * 256 + rows).ravel(), minlength=n * 256).reshape(n, 256)
+    p = counts / size
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return -np.where(counts > 0, p * np.log2(p), 0.0).sum(axis=1)
 
 
-def haze_density(image: np.ndarray, patch: int = 15) -> float:
-    """Mean dark channel in [0, 1]: near 0 for haze-free outdoor scenes (some channel is dark in every
-    patch), rising with the airlight that haze adds to every pixel."""
-    return float(dark_channel(image, patch).mean())
+def entropy(image: np.ndarray) -> float:
+    """Entropy of an RGB image as MATLAB's entropy(rgb2gray(I)): bits of the grey histogram, 0–8, higher = more
+    detail (real-world dehazing papers report it beside FADE)."""
+    return float(patch_entropy(matlab_rgb2gray(image).astype(np.uint8).reshape(1, -1))[0])
+
+
+PIQE_BLOCK = 16
+PIQE_ACTIVITY = 0.1      # a block is spatially active above this variance of its MSCN coefficients
+PIQE_IMPAIRED = 0.1      # an edge segment below this standard deviation marks a block as having a noticeable artifact
+PIQE_SEGMENT = 6
+
+
+def _piqe_gray(image: np.ndarray) -> np.ndarray:
+    """PIQE's input: the YIQ luma of the image in [0, 1] (weights as single-precision constants, as IQA-PyTorch
+    holds them), scaled by its maximum to 0–255 and rounded."""
+    rgb = as_rgb8(image).astype(np.float64) / 255.0
+    weights = np.array([0.299, 0.587, 0.114], np.float32).astype(np.float64)
+    luma = rgb @ weights
+    return np.round(255 * (luma / luma.max()))
+
+
+def _piqe_mscn(gray: np.ndarray) -> np.ndarray:
+    """MSCN coefficients with a 7×7 Gaussian (σ 7/6, single-precision weights), replicated borders, C = 1."""
+    y, x = np.ogrid[-3:4, -3:4]
+    window = np.exp(-(x * x + y * y) / (2.0 * (7 / 6) ** 2))
+    window = (window / window.sum()).astype(np.float32).astype(np.float64)
+    mean = scipy.ndimage.correlate(gray, window, mode="nearest")
+    square_mean = scipy.ndimage.correlate(gray * gray, window, mode="nearest")
+    sigma = np.sqrt(np.abs(square_mean - mean * mean) + np.finfo(np.float64).eps)
+    return (gray - mean) / (sigma + 1)
+
+
+def _piqe_blocks(gray: np.ndarray) -> np.ndarray:
+    """MSCN coefficients of the grey image cut into 16×16 blocks (N×16×16). As IQA-PyTorch does it, the image is
+    first padded symmetrically by the remainder of each side modulo 16, and blocks that do not fit are left out."""
+    h, w = gray.shape
+    padded = np.pad(gray, ((0, h % PIQE_BLOCK), (0, w % PIQE_BLOCK)), mode="symmetric")
+    coefficients = _piqe_mscn(padded)
+    rows, columns = (s // PIQE_BLOCK for s in padded.shape)
+    coefficients = coefficients[:rows * PIQE_BLOCK, :columns * PIQE_BLOCK]
+    return coefficients.reshape(rows, PIQE_BLOCK, columns, PIQE_BLOCK).transpose(0, 2, 1, 3).reshape(-1, PIQE_BLOCK, PIQE_BLOCK)
+
+
+def _has_noticeable_artifact(blocks: np.ndarray) -> np.ndarray:
+    """Per block: some 6-pixel segment of one of its four edges is nearly flat (std below 0.1)."""
+    edges = np.concatenate([blocks[:, 0, :], blocks[:, :, -1], blocks[:, -1, :], blocks[:, :, 0]], axis=1)
+    edges = edges.reshape(len(blocks), 4, PIQE_BLOCK)
+    segments = np.lib.stride_tricks.sliding_window_view(edges, PIQE_SEGMENT, axis=2)
+    return (segments.std(axis=3, ddof=1) < PIQE_IMPAIRED).any(axis=(1, 2))
+
+
+def _has_noise(blocks: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """Per block: Gaussian-noise-like, its σ above twice the relative gap β between σ and the ratio of the
+    centre's deviation (columns 8 and 9) to the surround's (columns 1–7, 9, 11–16: IQA-PyTorch's choice)."""
+    centre = blocks[:, :, 7:9].reshape(len(blocks), -1)
+    surround = blocks[:, :, [0, 1, 2, 3, 4, 5, 6, 8, 10, 11, 12, 13, 14, 15]].reshape(len(blocks), -1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.nan_to_num(centre.std(axis=1, ddof=1) / surround.std(axis=1, ddof=1))
+        beta = np.abs(sigma - ratio) / np.maximum(sigma, ratio)
+    return sigma > 2 * beta
+
+
+def piqe(image: np.ndarray) -> float:
+    """PIQE (Venkatanath et al., NCC 2015) of an RGB image as IQA-PyTorch computes it, a port of MATLAB's piqe:
+    0–100, lower = better. Computed in double precision: PIQE decides per block against thresholds."""
+    rgb8 = as_rgb8(image)
+    if min(rgb8.shape[:2]) < PIQE_BLOCK:
+        raise ValueError(f"PIQE needs at least {PIQE_BLOCK}×{PIQE_BLOCK} pixels, the image is {rgb8.shape[1]}×{rgb8.shape[0]}")
+    if not rgb8.any():
+        raise ValueError("PIQE is undefined for an all-black image (it scales the grey image by its maximum)")
+    gray = _piqe_gray(rgb8)
+    blocks = _piqe_blocks(gray)
+    variance = blocks.reshape(len(blocks), -1).var(axis=1, ddof=1)
+    active = variance > PIQE_ACTIVITY
+    distortion = (active * _has_noticeable_artifact(blocks) * (1 - variance)
+                  + active * _has_noise(blocks, np.sqrt(variance)) * variance)
+    return float((distortion.sum() + 1) / (active.sum() + 1) * 100)

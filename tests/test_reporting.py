@@ -95,10 +95,10 @@ def test_runs_are_summarised_as_mean_and_standard_deviation(tmp_path, capsys):
     assert "all        PSNR 30.20 ± 0.20 dB" in capsys.readouterr().out
 
 
-def test_model_cost_counts_every_convolution(monkeypatch):
+@pytest.mark.parametrize("size", [(64, 80), (256, 256)])
+def test_model_cost_counts_every_convolution(size):
     """scripts/model_cost.py against an independent count: a forward hook on every convolution adds
-    out_channels · in_channels/groups · kh · kw MACs per output pixel."""
-
+    out_channels · in_channels/groups · kh · kw MACs per output pixel. At 256×256 this is the README's 14.56G."""
     counted = []
 
     def hook(module, inputs, output):
@@ -108,7 +108,7 @@ def test_model_cost_counts_every_convolution(monkeypatch):
         if isinstance(module, nn.Conv2d):
             module.register_forward_hook(hook)
     with torch.no_grad():
-        model(torch.zeros(1, 3, 64, 80))
-    parameters, macs = model_cost("mixdehazenet-t", (64, 80))
-    assert (parameters, macs) == (1_622_950, sum(counted))
-    assert model_cost("mixdehazenet-t", (256, 256))[1] == 14_563_909_632  # README's 14.56G
+        model(torch.zeros(1, 3, *size))
+    assert model_cost("mixdehazenet-t", size) == (sum(p.numel() for p in model.parameters()), sum(counted))
+    if size == (256, 256):
+        assert f"{sum(counted) / 1e9:.2f}G" == "14.56G"

