@@ -2,7 +2,7 @@
 real-world dehazing papers report: FADE (fog density), PIQE, NIQE and BRISQUE (lower = better) and entropy
 (higher = more detail).
 
-    python evaluate_real.py --checkpoint runs/demo/mixcl-t/best.pt ../shared/data/real_hazy --label outdoor --compare
+    python evaluate_real.py --checkpoint runs/demo/mixcl-t/best.pt photos/ --label outdoor --compare
     python evaluate_real.py --checkpoint runs/reside6k/ka-net/best.pt data/RTTS --max-side 1024
 
 Writes to --out (default results/<run>/real): outputs/<stem>.png (the dehazed photos), per_image.csv,
@@ -31,6 +31,7 @@ from utils.cli import (
     run_reporting_user_errors,
     script_parser,
 )
+from utils.paths import OutputFolder
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -69,21 +70,29 @@ def caption(title: str, scores: dict, labels: dict[str, str]) -> str:
 
 
 def run(args: argparse.Namespace) -> dict:
+    with OutputFolder(args.out or Path("results") / run_name(args.checkpoint) / "real") as out:
+        return evaluate(args, out)  # this run's folder alone, and writable, before any work
+
+
+def evaluate(args: argparse.Namespace, out: Path) -> dict:
     # PyTorch loads here, after the arguments are parsed: --help answers at once
     from inference import Dehazer
     from metrics.no_reference import NIQE_BLOCK
     from metrics.real_haze import MEASURES, score_photo
     from models import load_model
+    from utils.cpu_memory import keep_freed_memory
     from utils.image import check_images, find_images, read_image, to_uint8, write_image
     from utils.pictures import side_by_side
 
     paths = find_images(args.inputs)
-    out = args.out or Path("results") / run_name(args.checkpoint) / "real"
     outputs = output_paths(paths, out / "outputs", ".png")
     comparisons = output_paths(paths, out / "comparisons", ".jpg") if args.compare else {}
     too_small_for_niqe(check_images(paths), args.max_side, NIQE_BLOCK)  # before the first photo is dehazed
     model = load_model(args.checkpoint, args.model)
     dehazer = Dehazer(model, **inference_options(args), label=args.label, labels=args.labels)
+    if dehazer.device.type == "cpu" and not args.no_keep_freed_memory:
+        keep_freed_memory()  # process-wide: glibc keeps freed memory for the next photo (faster; utils/cpu_memory.py)
+    labels = {name: measure.label for name, measure in MEASURES.items()}
     rows = []
     for path in tqdm(paths, desc="dehaze", dynamic_ncols=True):
         hazy8 = to_uint8(shrink(read_image(path), args.max_side))
@@ -91,7 +100,6 @@ def run(args: argparse.Namespace) -> dict:
         hazy_scores, output_scores = score_photo(hazy8), score_photo(output8)
         write_image(outputs[path], output8)
         if args.compare:
-            labels = {name: measure.label for name, measure in MEASURES.items()}
             write_image(comparisons[path], side_by_side([hazy8, output8], [caption("input", hazy_scores, labels),
                                                                             caption("output", output_scores, labels)]))
         rows.append({"name": path.name, "width": hazy8.shape[1], "height": hazy8.shape[0],
@@ -102,7 +110,7 @@ def run(args: argparse.Namespace) -> dict:
         summary[f"input_{name}"] = sum(r[f"input_{name}"] for r in rows) / len(rows)
         summary[f"output_{name}"] = sum(r[f"output_{name}"] for r in rows) / len(rows)
         summary[f"{name}_improved"] = sum(measure.improves(r[f"input_{name}"], r[f"output_{name}"]) for r in rows)
-    report(rows, summary, out, {name: measure.label for name, measure in MEASURES.items()})
+    report(rows, summary, out, labels)
     return summary
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from utils.cli import (
+    MAX_WHOLE_PIXELS_CPU,
     UserError,
     add_inference_arguments,
     add_model_arguments,
@@ -28,6 +29,7 @@ from utils.cli import (
     run_reporting_user_errors,
     script_parser,
 )
+from utils.paths import OutputFolder
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -35,8 +37,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("inputs", nargs="+", help="image files, folders or glob patterns (quote them)")
     add_model_arguments(parser)
     add_inference_arguments(parser)
-    parser.add_argument("--max-whole-pixels", type=int, default=2_000_000,
-                        help="with --tile auto on the CPU, tile photos larger than this (default 2,000,000)")
+    parser.add_argument("--max-whole-pixels", type=int, default=MAX_WHOLE_PIXELS_CPU,
+                        help=f"with --tile auto on the CPU, tile photos larger than this (default {MAX_WHOLE_PIXELS_CPU:,})")
     parser.add_argument("--out", type=Path, help="output folder (default: results/<run>/predict)")
     parser.add_argument("--compare", action="store_true", help="also write side-by-side comparisons")
     parser.add_argument("--gt", type=Path, help="folder of ground-truth images (same names) to add to comparisons")
@@ -52,14 +54,19 @@ def check_ground_truth(sizes: dict[Path, tuple[int, int]], gt_sizes: dict[Path, 
 
 
 def run(args: argparse.Namespace) -> list[Path]:
+    with OutputFolder(args.out or Path("results") / run_name(args.checkpoint) / "predict") as out:
+        return predict(args, out)  # this run's folder alone, and writable, before any work
+
+
+def predict(args: argparse.Namespace, out: Path) -> list[Path]:
     # PyTorch loads here, after the arguments are parsed: --help answers at once
     from inference import Dehazer
     from models import load_model
+    from utils.cpu_memory import keep_freed_memory
     from utils.image import check_images, find_images, read_image, to_uint8, write_image
     from utils.pictures import side_by_side
 
     paths = find_images(args.inputs)
-    out = args.out or Path("results") / run_name(args.checkpoint) / "predict"
     outputs = output_paths(paths, out, ".png")
     comparisons = output_paths(paths, out / "comparisons", ".jpg") if args.compare else {}
     sizes = check_images(paths)  # every photo (and ground truth) decodes, before the first is dehazed
@@ -68,6 +75,8 @@ def run(args: argparse.Namespace) -> list[Path]:
     model = load_model(args.checkpoint, args.model)
     dehazer = Dehazer(model, **inference_options(args), label=args.label, labels=args.labels,
                       max_whole_pixels=args.max_whole_pixels, progress=True)
+    if dehazer.device.type == "cpu" and not args.no_keep_freed_memory:
+        keep_freed_memory()  # process-wide: glibc keeps freed memory for the next photo (faster; utils/cpu_memory.py)
     tiled = 0
     for path in tqdm(paths, desc="dehaze", unit="photo", dynamic_ncols=True):
         hazy = read_image(path)

@@ -29,6 +29,7 @@ from utils.cli import (
     run_reporting_user_errors,
     script_parser,
 )
+from utils.paths import OutputFolder
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -42,34 +43,47 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def with_priors(model, dataset, args: argparse.Namespace, device):
+    """The dataset with each image's prior attached as the network was trained (MixCL), and where its domains
+    come from (None when nothing says)."""
+    from datasets import attach_prior
+    from prior import given_classes
+
+    if not model.takes_prior:
+        if args.label or args.labels:
+            raise UserError(f"{model.model_name} takes no language prior: --label and --labels apply to MixCL models")
+        return dataset, None
+    prior = model.prior  # the settings the network was trained with
+    class_of = given_classes(args.label, args.labels, prior.classes)
+    (dataset,), _ = attach_prior(prior, [dataset], device, class_of)
+    return dataset, ("the given classes" if class_of else "the labels prior" if prior.mode == "labels" else
+                     f"the CLIP prior's class ({prior.clip_model}, {prior.clip_pretrained})")
+
+
 def run(args: argparse.Namespace) -> dict:
+    with OutputFolder(output_folder(args)) as out:  # this run's alone, and writable, before any work
+        return test(args, out)
+
+
+def test(args: argparse.Namespace, out: Path) -> dict:
     # PyTorch loads here, after the arguments are parsed: --help answers at once
     from torch.utils.data import DataLoader
 
-    from datasets import WithFields, attach_prior, build_test_set, known_domains, prior_config_of
-    from datasets.prior import given_classes
+    from datasets import WithFields, build_test_set, known_domains
     from engine import evaluate, summarize, summarize_by_domain
     from inference import Dehazer
     from models import load_model
-    from utils.image import to_uint8, write_image
-    from utils.pictures import side_by_side
+    from utils.cpu_memory import keep_freed_memory
 
     model = load_model(args.checkpoint, args.model)
     dataset = build_test_set(args.data)
-    out = args.out or Path("results") / run_name(args.checkpoint) / "test"
     names = [Path(n) for n in getattr(dataset, "names", [])]
     images = output_paths(names, out / "images", ".png") if names else {}
     comparisons = output_paths(names, out / "comparisons", ".jpg") if names and args.compare else {}
     dehazer = Dehazer(model, **inference_options(args), photo_priors=False)  # the dataset carries each image's prior
-    domain_source = None
-    if getattr(model, "takes_prior", False):
-        prior = prior_config_of(model)  # the set-up the network was trained with
-        class_of = given_classes(args.label, args.labels, prior.classes)
-        (dataset,), _ = attach_prior(prior, [dataset], dehazer.device, class_of)
-        domain_source = ("the given classes" if class_of else "the labels prior" if prior.mode == "labels" else
-                         f"the CLIP prior's class ({prior.clip_model}, {prior.clip_pretrained})")
-    elif args.label or args.labels:
-        raise UserError(f"{model.model_name} takes no language prior: --label and --labels apply to MixCL models")
+    if dehazer.device.type == "cpu" and not args.no_keep_freed_memory:
+        keep_freed_memory()  # process-wide: glibc keeps freed memory for the next image (faster; utils/cpu_memory.py)
+    dataset, domain_source = with_priors(model, dataset, args, dehazer.device)
     if (known := known_domains(args.data, [str(n) for n in names])) is not None:
         labels, domain_source = known
         dataset = WithFields(dataset, domain=labels)
@@ -78,14 +92,7 @@ def run(args: argparse.Namespace) -> dict:
     loader = DataLoader(dataset, batch_size=1, num_workers=2)
     for record in tqdm(evaluate(model, loader, dehazer.device, forward=dehazer.forward), total=len(dataset),
                        desc="test", dynamic_ncols=True):
-        name = Path(record["name"])
-        if not args.no_images:
-            write_image(images.get(name, out / "images" / f"{name.stem}.png"), record["output"])
-        if args.compare:
-            write_image(comparisons.get(name, out / "comparisons" / f"{name.stem}.jpg"), side_by_side(
-                [to_uint8(record[k]) for k in ("hazy", "output", "gt")],
-                [f"hazy  {record['hazy_psnr']:.2f} dB", f"output  {record['psnr']:.2f} dB  SSIM {record['ssim']:.3f}",
-                 "ground truth"]))
+        write_results(record, args, images, comparisons, out)
         records.append({k: record[k] for k in ("name", "domain", "psnr", "ssim", "hazy_psnr", "hazy_ssim") if k in record})
     summary = {"model": model.model_name, "checkpoint": str(args.checkpoint), "data": str(args.data), **summarize(records)}
     if by_domain := summarize_by_domain(records):
@@ -94,9 +101,27 @@ def run(args: argparse.Namespace) -> dict:
     return summary
 
 
+def write_results(record: dict, args: argparse.Namespace, images: dict, comparisons: dict, out: Path) -> None:
+    """The dehazed image and, with --compare, hazy | output | ground truth with their scores."""
+    from utils.image import to_uint8, write_image
+    from utils.pictures import side_by_side
+
+    name = Path(record["name"])
+    if not args.no_images:
+        write_image(images.get(name, out / "images" / f"{name.stem}.png"), record["output"])
+    if args.compare:
+        write_image(comparisons.get(name, out / "comparisons" / f"{name.stem}.jpg"), side_by_side(
+            [to_uint8(record[k]) for k in ("hazy", "output", "gt")],
+            [f"hazy  {record['hazy_psnr']:.2f} dB", f"output  {record['psnr']:.2f} dB  SSIM {record['ssim']:.3f}",
+             "ground truth"]))
+
+
+def output_folder(args: argparse.Namespace) -> Path:
+    return args.out or Path("results") / run_name(args.checkpoint) / "test"
+
+
 def report(records: list[dict], summary: dict, out: Path) -> None:
     """per_image.csv, summary.json and the printed summary."""
-    out.mkdir(parents=True, exist_ok=True)
     with open(out / "per_image.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(records[0]))
         writer.writeheader()
@@ -114,7 +139,12 @@ def report(records: list[dict], summary: dict, out: Path) -> None:
 
 
 def main(argv=None) -> dict:
-    return run(parse_args(argv))
+    args = parse_args(argv)
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        raise SystemExit(f"interrupted: {output_folder(args) / 'images'} holds the images dehazed so far; no scores "
+                         f"were written (test.py starts over when run again)") from None
 
 
 if __name__ == "__main__":

@@ -7,12 +7,15 @@
     torchrun --standalone --nproc_per_node=4 train.py configs/reside6k/mixcl-s.yaml   # 4 GPUs (train.sh does this)
 
 Writes to the config's out_dir: last.pt and best.pt (atomically), history.jsonl (one line per validation)
-and TensorBoard logs under tensorboard/. Under torchrun only rank 0 writes and prints. A resumed run may
-change train.lr, train.epochs and train.max_skipped_steps; the rest of the config must be the checkpoint's.
+and TensorBoard logs under tensorboard/. The run owns its out_dir while it lasts: a second run into it stops at
+once. Under torchrun only rank 0 writes and prints. A resumed run may change train.lr, train.epochs and
+train.max_skipped_steps; the rest of the config must be the checkpoint's.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import time
 from pathlib import Path
 
@@ -20,6 +23,7 @@ from tqdm import tqdm
 
 from utils.cli import run_reporting_user_errors, script_parser
 from utils.config import Config, load_config
+from utils.paths import OutputFolder
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -33,62 +37,68 @@ def parse_args(argv=None) -> argparse.Namespace:
 def train(config: Config, resume: bool = False) -> list[dict]:
     """Run (or resume) training; return the validation history, one dict per evaluation."""
     # PyTorch and the project load here rather than at the top, so that `train.py --help` answers at once
-    from engine import (
-        TrainingLog,
-        build_run,
-        check_config,
-        finish_process,
-        prepare_data,
-        restore_run,
-        save_checkpoints,
-        start_process,
-        train_step,
-        validate,
-    )
+    import engine
     from losses import build_loss
+    from utils.cpu_memory import keep_freed_memory
 
-    # Set-up. Everything that can be wrong is found before the first step: the config, the output folder,
-    # the loss's ImageNet weights, every data file; then the network and its optimisation.
-    check_config(config)
+    # Set-up. Everything that can be wrong is found before the first step: the config, the output folder (this
+    # run's alone), the loss's ImageNet weights, every data file; then the network and its optimisation.
+    engine.check_config(config)
     out_dir = Path(config.out_dir)
-    if resume != (out_dir / "last.pt").exists():
-        raise (FileNotFoundError(f"{out_dir / 'last.pt'} does not exist: nothing to resume") if resume else
-               FileExistsError(f"{out_dir / 'last.pt'} exists: pass --resume to continue it, or choose another out_dir"))
-    out_dir.mkdir(parents=True, exist_ok=True)  # a folder that cannot be written stops the run here
-    process = start_process(config.train.seed)
-    criterion = build_loss(config.loss).to(process.device)
-    data = prepare_data(config, process)
-    run = build_run(config, criterion, data.model_args, process)
-    if resume and (changed := restore_run(run, out_dir / "last.pt")):
-        print("resuming with " + ", ".join(f"{key} = {getattr(config.train, key.split('.')[1])}" for key in changed))
-    log = TrainingLog(out_dir, run, data)
-    log.started()
+    process = engine.start_process(config.train.seed)
+    with OutputFolder(out_dir, "out_dir") if process.is_main else contextlib.nullcontext():
+        check_resumable(out_dir, resume)
+        if process.device.type == "cpu" and config.train.keep_freed_cpu_memory:
+            keep_freed_memory()  # process-wide: glibc keeps freed memory for the next step (utils/cpu_memory.py)
+        criterion = build_loss(config.loss).to(process.device)
+        data = engine.prepare_data(config, process)
+        run = engine.build_run(config, criterion, data.model_args, process)
+        if resume and (changed := engine.restore_run(run, out_dir / "last.pt")):
+            print("resuming with " + ", ".join(f"{key} = {getattr(config.train, key.split('.')[1])}" for key in changed))
+        log = engine.TrainingLog(out_dir, run, data)
+        log.started()
 
-    for epoch in range(run.epoch, config.train.epochs):
-        run.model.train()
-        started = time.perf_counter()
-        batches = tqdm(data.batches(epoch), total=data.steps_per_epoch, desc=f"epoch {epoch + 1}/{config.train.epochs}",
-                       leave=False, dynamic_ncols=True, disable=not process.is_main)
-        for step, micro_batches in enumerate(batches):
-            losses = train_step(run, micro_batches)
-            log.step(epoch * data.steps_per_epoch + step, losses)
-            batches.set_postfix(loss=f"{losses[0]:.4f}")
-        run.scheduler.step()
-        run.epoch = epoch + 1
-        log.epoch(data.steps_per_epoch * config.train.batch_size / (time.perf_counter() - started))
-        if run.epoch % config.train.eval_every and run.epoch != config.train.epochs:
-            continue
-        if process.is_main:
-            metrics, records = validate(run, data.val_loader)
-            log.validation(metrics, records)
-            save_checkpoints(run, out_dir)
-        process.barrier()  # the other processes wait while rank 0 validates and saves
-
-    log.close()
-    finish_process(process)
+        for epoch in range(run.epoch, config.train.epochs):
+            run.model.train()
+            started = time.perf_counter()
+            batches = tqdm(data.batches(epoch), total=data.steps_per_epoch, desc=f"epoch {epoch + 1}/{config.train.epochs}",
+                           leave=False, dynamic_ncols=True, disable=not process.is_main)
+            for step, micro_batches in enumerate(batches):
+                losses = engine.train_step(run, micro_batches)
+                log.step(epoch * data.steps_per_epoch + step, losses)
+                batches.set_postfix(loss=f"{losses[0]:.4f}")
+            run.scheduler.step()
+            run.epoch = epoch + 1
+            log.epoch(data.steps_per_epoch * config.train.batch_size / (time.perf_counter() - started))
+            if run.epoch % config.train.eval_every and run.epoch != config.train.epochs:
+                continue
+            if process.is_main:
+                metrics, records = engine.validate(run, data.val_loader)
+                log.validation(metrics, records)
+                engine.save_checkpoints(run, out_dir)
+            process.barrier()  # the other processes wait while rank 0 validates and saves
+        log.close()
+    engine.finish_process(process)
     if process.is_main:
         report_where_the_results_are(run.history, out_dir)
     return run.history
+
+
+def check_resumable(out_dir: Path, resume: bool) -> None:
+    if resume != (out_dir / "last.pt").exists():
+        raise (FileNotFoundError(f"{out_dir / 'last.pt'} does not exist: nothing to resume") if resume else
+               FileExistsError(f"{out_dir / 'last.pt'} exists: pass --resume to continue it, or choose another out_dir"))
+
+
+def interrupted(config_path: Path, out_dir: Path) -> str:
+    """One line for Ctrl-C: what the run kept, and how to go on."""
+    history = out_dir / "history.jsonl"
+    lines = history.read_text().splitlines() if history.is_file() else []
+    if not lines:
+        return f"interrupted before the first checkpoint: nothing of this run was kept in {out_dir}"
+    epoch = json.loads(lines[-1])["epoch"]
+    return (f"interrupted: {out_dir / 'last.pt'} holds epoch {epoch}; continue with: python train.py {config_path} "
+            f"--resume")
 
 
 def report_where_the_results_are(history: list[dict], out_dir: Path) -> None:
@@ -102,7 +112,11 @@ def report_where_the_results_are(history: list[dict], out_dir: Path) -> None:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    train(load_config(args.config, args.overrides), resume=args.resume)
+    config = load_config(args.config, args.overrides)
+    try:
+        train(config, resume=args.resume)
+    except KeyboardInterrupt:
+        raise SystemExit(interrupted(args.config, Path(config.out_dir))) from None
 
 
 if __name__ == "__main__":

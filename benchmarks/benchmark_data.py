@@ -1,7 +1,7 @@
 """Cost of reading one training sample (JPEG/PNG decode with OpenCV, crop, flip, to tensor), to size
 `data.num_workers` against the training step.
 
-    python benchmarks/benchmark_data.py ../shared/data/reside_samples     # any folder with GT/ and hazy/
+    python benchmarks/benchmark_data.py data/RESIDE-6K/test     # any folder with GT/ and hazy/
 
 A DataLoader with N workers delivers about N × (1 / seconds per sample) samples per second; a step that
 consumes B samples in T seconds needs N ≥ B / (T × samples per second per worker) to keep the GPU fed.

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from models import build_model
+from utils.precision import autocast_dtype
 
 
 def _sync(device: torch.device) -> None:
@@ -53,11 +54,10 @@ def measure(task: str, model_name: str, height: int, width: int, batch: int, rep
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.backends.cudnn.benchmark = True
     model = build_model(model_name).to(device)
-    x = torch.rand(batch, 3, height, width, device=device) * 2 - 1
-    # MixCL models also take a text feature (512-d, CLIP ViT-B/32)
-    inputs = (x, torch.randn(batch, 512, device=device)) if getattr(model, "takes_prior", False) else (x,)
+    inputs = tuple(t.to(device) for t in model.example_inputs(batch, height, width))
+    x = inputs[0]
     start_gb = _peak_memory_gb(device)
-    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(amp)
+    dtype = autocast_dtype(amp, device.type)
     autocast = lambda: torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)  # noqa: E731
     if task == "train":
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)

@@ -1,7 +1,7 @@
 """Tiled against whole-image inference on real photos: agreement (PSNR of the tiled output against the whole
 image's) and time, for each source of the tiles' image-wide statistics (inference/tiling.py).
 
-    python benchmarks/benchmark_tiling.py --checkpoint runs/demo/mixcl-t/best.pt --label outdoor ../shared/data/real_hazy
+    python benchmarks/benchmark_tiling.py --checkpoint runs/demo/mixcl-t/best.pt --label outdoor path/to/hazy_photos/
 
 Photos larger than --max-side are shrunk first, so that the whole image fits. The network runs as Dehazer runs
 it (channels-last on the CPU).
@@ -21,7 +21,7 @@ from inference import Dehazer
 from inference.tiling import tile_layout, tiled_forward
 from metrics import psnr
 from models import load_model
-from utils.image import find_images, pad_to_multiple, read_image, size_rule, to_tensor, to_uint8, to_unit_range
+from utils.image import find_images, pad_to_multiple, read_image, to_tensor, to_uint8, to_unit_range
 
 MODES = ("downscaled", "tiles", "own")
 
@@ -63,7 +63,7 @@ def main(argv=None) -> dict:
             row[f"{mode}_seconds"] = time.perf_counter() - started
             row[f"{mode}_psnr"] = psnr(to_unit_range(tiled), whole).item()
         rows.append(row)
-        padded = pad_to_multiple(x, *size_rule(dehazer.model))
+        padded = pad_to_multiple(x, *dehazer.model.size_rule())
         tiles = len(tile_layout(dehazer.model, *padded.shape[-2:], args.tile, args.overlap)[0])
         print(f"| {row['photo']} | {row['size'][0]}×{row['size'][1]} | {tiles} | {row['whole_seconds']:.2f} | "
               + " | ".join(f"{row[f'{m}_psnr']:.1f} | {row[f'{m}_seconds']:.2f}" for m in MODES) + " |", flush=True)

@@ -24,9 +24,9 @@ import torch
 from benchmarks.benchmark_models import _peak_memory_gb, machine, measure_in_fresh_process, median_seconds
 from engine import build_run, finish_process, start_process, train_step
 from losses import build_loss
-from models import model_class
 from models.layers import DilatedDepthwiseConv2d
 from utils.config import config_from_dict
+from utils.cpu_memory import keep_freed_memory as keep_freed_cpu_memory
 
 # name: what differs from train.py's defaults (see above)
 SETTINGS = {
@@ -58,18 +58,15 @@ def measure_step(model_name: str, size: int, batch: int, warmup: int, repeats: i
     the warm-up time, peak memory, the first step's loss (equal across settings up to rounding), and whether
     the step ran under DDP (launched by torchrun)."""
     process = start_process(seed=0)
+    if keep_freed_memory and process.device.type == "cpu":
+        keep_freed_cpu_memory()  # as train.py does on the CPU (this runs in a process of its own)
     config = config_from_dict({"model": model_name, "loss": [{"name": "l1"}], "train": {
-        "batch_size": batch, "lr": 1e-4, "amp": amp, "channels_last": channels_last, "compile": compile,
-        "keep_freed_cpu_memory": keep_freed_memory}})
-    model_args = {"text_dim": 512} if getattr(model_class(model_name), "takes_prior", False) else {}
-    run = build_run(config, build_loss(config.loss).to(process.device), model_args, process)
+        "batch_size": batch, "lr": 1e-4, "amp": amp, "channels_last": channels_last, "compile": compile}})
+    run = build_run(config, build_loss(config.loss).to(process.device), {}, process)
     for module in run.model.modules():
         if isinstance(module, DilatedDepthwiseConv2d):
             module.fast_cpu_backward = fast_depthwise_backward
-    generator = torch.Generator().manual_seed(1)
-    x = torch.rand(batch, 3, size, size, generator=generator) * 2 - 1
-    prior = {"prior": torch.nn.functional.normalize(torch.randn(batch, 512, generator=generator), dim=-1)}
-    micro_batches = [{"hazy": x, "gt": x.flip(-1)} | (prior if model_args else {})]
+    micro_batches = [step_batch(run.model, batch, size)]
 
     def step():
         return train_step(run, micro_batches)[0]
@@ -83,6 +80,13 @@ def measure_step(model_name: str, size: int, batch: int, warmup: int, repeats: i
     finish_process(process)
     return {"images_per_second": batch / seconds, "seconds": seconds, "warmup_seconds": warmup_seconds,
             "peak_gb": _peak_memory_gb(process.device), "first_loss": first_loss, "ddp": run.ddp is not None}
+
+
+def step_batch(model, batch: int, size: int) -> dict:
+    """The fixed batch every measured step trains on: random hazy images (seed 1), their mirror image as the
+    target, and a prior of the network's own kind when it takes one."""
+    x, *prior = model.example_inputs(batch, size, size, torch.Generator().manual_seed(1))
+    return {"hazy": x, "gt": x.flip(-1)} | ({"prior": prior[0]} if prior else {})
 
 
 def main() -> None:

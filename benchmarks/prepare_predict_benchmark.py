@@ -13,6 +13,8 @@ import argparse
 from pathlib import Path
 
 import cv2
+import numpy as np
+import skimage.data
 
 from models import build_model
 from utils.checkpoint import save_checkpoint
@@ -24,16 +26,16 @@ def main(argv=None) -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--model", default="mixcl-s")
     parser.add_argument("--size", default="4000x3000", help="WIDTHxHEIGHT of the photo")
-    parser.add_argument("--photo", type=Path,
-                        default=Path(__file__).resolve().parents[2] / "shared" / "data" / "real_hazy" / "canyon.png")
+    parser.add_argument("--photo", type=Path, help="the photo to enlarge (default: scikit-image's coffee)")
     args = parser.parse_args(argv)
     width, height = (int(v) for v in args.size.lower().split("x"))
     prior = {"mode": "labels", "classes": ["indoor", "outdoor"]}
-    model_args = {"num_labels": 2} if args.model.startswith("mixcl") else {}
+    model_args = {"num_labels": 2, "prior": prior} if args.model.startswith("mixcl") else {}
     model = build_model(args.model, **model_args)
     save_checkpoint(args.out / f"{args.model}.pt", {"model_name": args.model, "model_args": model_args,
-                                                    "model": model.state_dict(), "config": {"prior": prior}})
-    photo = cv2.resize(read_image(args.photo), (width, height), interpolation=cv2.INTER_CUBIC)
+                                                    "model": model.state_dict()})
+    photo = read_image(args.photo) if args.photo else skimage.data.coffee() / np.float32(255)
+    photo = cv2.resize(photo, (width, height), interpolation=cv2.INTER_CUBIC)
     write_image(args.out / f"hazy_{width}x{height}.png", photo)
     print(f"wrote {args.out / f'{args.model}.pt'} and {args.out / f'hazy_{width}x{height}.png'}")
 

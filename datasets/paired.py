@@ -18,7 +18,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from utils.cli import UserError
-from utils.image import check_image, is_image_file, read_image, to_tensor
+from utils.image import check_image, is_image_file, read_image, to_tensor, turns_sideways
 
 from .transforms import PairedAugment, center_crop
 
@@ -59,21 +59,28 @@ def validate_paired_folder(root: Path | str, min_size: int | None = None, worker
     with ThreadPoolExecutor(workers) as pool:  # OpenCV and simplejpeg decode outside the GIL
         results = dict(zip(paths, pool.map(check_image, paths)))
     for name in names:
-        (clear_size, clear_problem), (hazy_size, hazy_problem) = results[clear_dir / name], results[hazy_dir / name]
-        problems += [f"{p}: {msg}" for p, msg in ((clear_dir / name, clear_problem), (hazy_dir / name, hazy_problem)) if msg]
-        if clear_problem or hazy_problem:
-            continue
-        if clear_size != hazy_size:
-            problems.append(f"{hazy_dir / name}: size {hazy_size[0]}×{hazy_size[1]} differs from "
-                            f"{clear_dir / name} ({clear_size[0]}×{clear_size[1]})")
-        elif min_size is not None and min(clear_size) < min_size:
-            problems.append(f"{hazy_dir / name}: size {clear_size[0]}×{clear_size[1]} is smaller than the "
-                            f"{min_size}×{min_size} crop")
+        problems += _pair_problems(clear_dir / name, hazy_dir / name, results, min_size)
     if problems:
         shown = "\n  ".join(problems[:50])
         more = f"\n  … and {len(problems) - 50} more" if len(problems) > 50 else ""
         raise DatasetError(f"{root}: {len(problems)} problem(s), found before any image was used:\n  {shown}{more}")
     return names
+
+
+def _pair_problems(clear: Path, hazy: Path, results: dict, min_size: int | None) -> list[str]:
+    """What is wrong with one pair, given check_image's result for each file."""
+    (clear_size, clear_problem), (hazy_size, hazy_problem) = results[clear], results[hazy]
+    problems = [f"{p}: {msg}" for p, msg in ((clear, clear_problem), (hazy, hazy_problem)) if msg]
+    if problems:
+        return problems
+    if clear_size != hazy_size:
+        turned = [f"{p}'s EXIF orientation turns it by 90°" for p in (clear, hazy) if turns_sideways(p)]
+        because = f" once EXIF orientation is applied ({'; '.join(turned)})" if turned else ""
+        return [f"{hazy}: size {hazy_size[0]}×{hazy_size[1]} differs from {clear} ({clear_size[0]}×{clear_size[1]})"
+                f"{because}"]
+    if min_size is not None and min(clear_size) < min_size:
+        return [f"{hazy}: size {clear_size[0]}×{clear_size[1]} is smaller than the {min_size}×{min_size} crop"]
+    return []
 
 
 def holdout_split(names: list[str], fraction: float, seed: int = 0) -> tuple[list[str], list[str]]:

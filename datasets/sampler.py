@@ -3,6 +3,8 @@ from __future__ import annotations
 import torch
 from torch.utils.data import Sampler
 
+from utils.config import micro_batches
+
 
 class SeededSampler(Sampler[tuple[int, int]]):
     """Yields `(index, sample_seed)` pairs, the micro-batches of one training process, in order.
@@ -19,14 +21,10 @@ class SeededSampler(Sampler[tuple[int, int]]):
 
     def __init__(self, num_samples: int, seed: int, batch_size: int, micro_batch_size: int | None = None,
                  rank: int = 0, world_size: int = 1):
-        micro_batch_size = micro_batch_size or batch_size // world_size
-        if micro_batch_size < 1 or batch_size % (micro_batch_size * world_size):
-            raise ValueError(f"batch size {batch_size} is not a multiple of micro-batch size {micro_batch_size} "
-                             f"× {world_size} process(es)")
+        micro_batch_size, self.accumulation_steps = micro_batches(batch_size, micro_batch_size, world_size)
         self.num_samples, self.seed, self.epoch = num_samples, seed, 0
         self.batch_size, self.micro_batch_size = batch_size, micro_batch_size
         self.rank, self.world_size = rank, world_size
-        self.accumulation_steps = batch_size // (micro_batch_size * world_size)
         self.steps_per_epoch = num_samples // batch_size
 
     def set_epoch(self, epoch: int) -> None:

@@ -11,7 +11,7 @@ from .checks import check_config
 from .data import TrainingData, prepare_data
 from .evaluation import evaluate, model_inputs, summarize, summarize_by_domain
 from .log import TrainingLog
-from .process import Process, autocast_dtype, finish_process, start_process
+from .process import Process, finish_process, start_process
 from .training import (
                        RESUMABLE_CHANGES,
                        TrainingDiverged,
@@ -24,6 +24,6 @@ from .training import (
 )
 
 __all__ = ["RESUMABLE_CHANGES", "Process", "TrainingData", "TrainingDiverged", "TrainingLog", "TrainingRun",
-           "autocast_dtype", "build_run", "check_config", "evaluate", "finish_process", "model_inputs",
+           "build_run", "check_config", "evaluate", "finish_process", "model_inputs",
            "prepare_data", "restore_run", "save_checkpoints", "start_process", "summarize", "summarize_by_domain",
            "train_step", "validate"]

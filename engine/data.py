@@ -1,6 +1,7 @@
 """The data of a training run: datasets checked up front, the language prior attached, seeded loaders."""
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -8,7 +9,7 @@ from torch.utils.data import DataLoader
 
 from datasets import SeededSampler, attach_prior, build_training_sets
 from models.weights import MissingWeightsError
-from utils.config import Config, ConfigError
+from utils.config import Config, ConfigError, micro_batches
 
 from .process import Process
 
@@ -18,7 +19,7 @@ class TrainingData:
     train_loader: DataLoader
     val_loader: DataLoader
     sampler: SeededSampler
-    model_args: dict          # what the prior adds to the network's arguments (text_dim or num_labels)
+    model_args: dict          # the network's arguments: the config's, and what the prior adds (its settings among them)
 
     @property
     def steps_per_epoch(self) -> int:
@@ -33,24 +34,36 @@ class TrainingData:
 
 
 def attach_prior_or_fall_back(config: Config, datasets: list, device) -> tuple[list, dict]:
+    """The config's prior attached to the datasets; with prior.fallback_to_labels, the `labels` prior when the CLIP
+    weights are missing. The prior settings used travel in the returned network arguments (and so in checkpoints)."""
     try:
         return attach_prior(config.prior, datasets, device)
     except MissingWeightsError as e:
         if not config.prior.fallback_to_labels:
             raise
         print(f"{e}\nContinuing with the `labels` prior (each synthetic photo's known domain) instead of CLIP.")
-        config.prior.mode = "labels"  # recorded in the checkpoints
-        return attach_prior(config.prior, datasets, device)
+        return attach_prior(dataclasses.replace(config.prior, mode="labels"), datasets, device)
+
+
+def sampler_for(config: Config, process: Process, samples: int, held_out: int) -> SeededSampler:
+    """The run's sampler; a batch larger than the training samples is refused, saying where the samples went."""
+    train = config.train
+    sampler = SeededSampler(samples, train.seed, train.batch_size, train.micro_batch_size, process.rank,
+                            process.world_size)
+    if sampler.steps_per_epoch == 0:
+        split = "the training data has"
+        if config.data.dataset == "paired" and config.data.validation == "holdout":
+            split = (f"data.holdout_fraction {config.data.holdout_fraction} holds {held_out} of the {samples + held_out} "
+                     f"pairs in {config.data.root}/{config.data.train_split} out for validation, leaving")
+        raise ConfigError(f"train.batch_size {train.batch_size} needs at least that many training samples: {split} "
+                          f"{samples}")
+    return sampler
 
 
 def prepare_data(config: Config, process: Process) -> TrainingData:
     """Every file is checked (and the language prior computed) before the first step. Rank 0 goes first, so
     that only it writes the prior caches the other processes then read."""
-    train = config.train
-    micro = train.micro_batch_size or train.batch_size // process.world_size
-    if micro < 1 or train.batch_size % (micro * process.world_size):
-        raise ConfigError(f"train.batch_size {train.batch_size} is not a multiple of train.micro_batch_size {micro} "
-                          f"× {process.world_size} process(es)")
+    micro_batches(config.train.batch_size, config.train.micro_batch_size, process.world_size)  # before the data
     if not process.is_main:
         process.barrier()
     train_set, val_set = build_training_sets(config.data)
@@ -60,10 +73,7 @@ def prepare_data(config: Config, process: Process) -> TrainingData:
         model_args |= prior_args
     if process.is_main:
         process.barrier()
-    sampler = SeededSampler(len(train_set), train.seed, train.batch_size, train.micro_batch_size,
-                            process.rank, process.world_size)
-    if sampler.steps_per_epoch == 0:
-        raise ConfigError(f"train.batch_size {train.batch_size} exceeds the {len(train_set)} training samples")
+    sampler = sampler_for(config, process, len(train_set), len(val_set))
     options = dict(num_workers=config.data.num_workers, pin_memory=process.device.type == "cuda",
                    persistent_workers=config.data.num_workers > 0)
     return TrainingData(DataLoader(train_set, sampler.micro_batch_size, sampler=sampler, **options),

@@ -50,14 +50,6 @@ def finish_process(process: Process) -> None:
         dist.destroy_process_group()
 
 
-def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype: fp16 or bf16 on CUDA; on the CPU bf16 when asked for, else fp32 (the CPU has no
-    fast fp16, and the default config's fp16 is meant for GPUs)."""
-    if amp == "off" or (device.type != "cuda" and amp != "bf16"):
-        return None
-    return {"fp16": torch.float16, "bf16": torch.bfloat16}[amp]
-
-
 def rng_state() -> dict:
     state = {"python": random.getstate(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():

@@ -21,10 +21,10 @@ from models import build_model
 from utils.checkpoint import load_checkpoint, save_checkpoint, write_text_atomically
 from utils.cli import UserError
 from utils.config import Config, ConfigError, changed_keys
-from utils.cpu_memory import keep_freed_memory
+from utils.precision import autocast_dtype
 
 from .evaluation import evaluate, model_inputs, summarize
-from .process import Process, autocast_dtype, rng_state, set_rng_state
+from .process import Process, rng_state, set_rng_state
 
 # What a resumed run may change: the rest of the config is what the checkpoint's weights were trained with.
 RESUMABLE_CHANGES = ("train.lr", "train.epochs", "train.max_skipped_steps")
@@ -61,10 +61,8 @@ def build_run(config: Config, criterion: WeightedLoss, model_args: dict, process
     """The network, AdamW (fused), cosine annealing per epoch, the GradScaler of fp16 autocast, the optional
     EMA, and the DDP / torch.compile wrappers, as the config asks."""
     train, device = config.train, process.device
-    if device.type == "cpu" and train.keep_freed_cpu_memory:
-        keep_freed_memory()
     memory_format = torch.channels_last if train.channels_last else torch.contiguous_format
-    amp_dtype = autocast_dtype(train.amp, device)
+    amp_dtype = autocast_dtype(train.amp, device.type)
     model = build_model(config.model, **model_args).to(device, memory_format=memory_format)
     if train.sync_batchnorm and process.distributed:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -181,6 +179,10 @@ def restore_run(run: TrainingRun, path: Path) -> list[str]:
     if refused:
         raise ConfigError(f"cannot resume {path}: the config differs in {', '.join(refused)} (a resume may change "
                           f"only {', '.join(RESUMABLE_CHANGES)}; start another out_dir for the rest)")
+    if checkpoint["model_args"] != run.model_args:
+        raise ConfigError(f"cannot resume {path}: it was trained with the network arguments {checkpoint['model_args']}, "
+                          f"this run would build {run.model_args} (the language prior changed: CLIP weights that are "
+                          f"now present or missing?); start another out_dir")
     if run.config.train.epochs <= checkpoint["epoch"]:
         raise ConfigError(f"cannot resume {path}: it has trained {checkpoint['epoch']} epochs, train.epochs is "
                           f"{run.config.train.epochs}")

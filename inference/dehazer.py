@@ -9,10 +9,14 @@ utils.image.read_image gives, for 16-bit photos).
     dehazer = Dehazer(net, tile=512)           # many photos: the CLIP prior model is loaded once
     clear = dehazer(photo)
 
-MixCL networks get their language prior as they were trained (datasets/prior.py): CLIP's zero-shot class of
+MixCL networks get their language prior as they were trained (prior/network.py): CLIP's zero-shot class of
 each photo, or the class given as `label` (or per photo name in a `labels` file). Large photos are processed
 in tiles (inference/tiling.py): always with `tile=N`, never with `tile=None`, and with `tile="auto"` when the
 whole photo does not fit — on CUDA on an out-of-memory error, on the CPU above `max_whole_pixels`.
+
+A Dehazer changes nothing outside itself. On the CPU the scripts also let glibc keep freed memory
+(utils/cpu_memory.py), a process-wide setting they turn on in one visible line; call
+`utils.cpu_memory.keep_freed_memory()` in your own program for the same speed.
 """
 from __future__ import annotations
 
@@ -21,21 +25,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn as nn
 from PIL import Image
 
-from datasets.prior import photo_prior
-from utils.cpu_memory import keep_freed_memory
+from models import DehazingNetwork
+from prior import photo_prior
+from utils.cli import MAX_WHOLE_PIXELS_CPU
 from utils.image import to_tensor, to_uint8, to_unit_range
+from utils.precision import autocast_dtype
 
 from .onnx import OnnxNetwork
 from .tiling import tiled_forward
 
-AMP_DTYPES = {"off": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 BACKENDS = ("pytorch", "onnxruntime")
-# Whole-image inference on the CPU above this size switches to tiles: MixCL-S took 4.0 GB (peak RSS) for a
-# 1-megapixel photo whole and 6.1 GB for 2 MP (BENCHMARKS.md, "predict.py on large photos").
-MAX_WHOLE_PIXELS_CPU = 2_000_000
 
 
 def as_rgb_array(image: np.ndarray | Image.Image) -> np.ndarray:
@@ -52,19 +53,19 @@ def as_rgb_array(image: np.ndarray | Image.Image) -> np.ndarray:
 
 
 class Dehazer:
-    """A network ready for photos. `tile`: "auto", None (never) or a tile size in pixels; `amp`: off, fp16
-    or bf16 autocast; `backend`: pytorch or onnxruntime (inference/onnx.py: fp32 on the CPU only; tiles run in
-    PyTorch); `label` / `labels`: MixCL networks are conditioned on this class (for every photo) or on each
-    photo's class in a `name,class` file, instead of CLIP's; `photo_priors=False`: the caller hands `forward`
-    the priors (test.py takes them from its dataset), none is computed from photos; `progress`: a progress bar
-    over the tiles. The model is moved to the device (and on the CPU to channels-last) in place."""
+    """A network ready for photos.
 
-    def __init__(self, model: nn.Module, device: torch.device | str | None = None, amp: str = "off",
+    `tile`: "auto", None (never) or a tile size in pixels. `amp`: off, fp16 or bf16 autocast (utils/precision.py:
+    fp16 runs fp32 on the CPU). `backend`: pytorch or onnxruntime (inference/onnx.py: fp32 on the CPU only; tiles
+    run in PyTorch). `label` / `labels`: MixCL networks are conditioned on this class (for every photo) or on each
+    photo's class in a `name,class` file, instead of CLIP's. `photo_priors=False`: the caller hands `forward` the
+    priors (test.py takes them from its dataset), none is computed from photos. `progress`: a progress bar over
+    the tiles. The model is moved to the device (and on the CPU to channels-last) in place."""
+
+    def __init__(self, model: DehazingNetwork, device: torch.device | str | None = None, amp: str = "off",
                  backend: str = "pytorch", label: str | None = None, labels: Path | None = None,
                  tile: int | str | None = "auto", overlap: int = 64, max_whole_pixels: int = MAX_WHOLE_PIXELS_CPU,
                  photo_priors: bool = True, progress: bool = False):
-        if amp not in AMP_DTYPES:
-            raise ValueError(f"amp must be one of {list(AMP_DTYPES)}, got {amp!r}")
         if not (tile is None or tile == "auto" or isinstance(tile, int)):
             raise ValueError(f'tile must be "auto", None or a size in pixels, got {tile!r}')
         if backend not in BACKENDS:
@@ -73,17 +74,15 @@ class Dehazer:
         if backend == "onnxruntime" and (self.device.type != "cpu" or amp != "off"):
             raise ValueError(f"the onnxruntime backend runs fp32 on the CPU, not {amp} on {self.device}: use device "
                              f"cpu and amp off, or the pytorch backend")
-        # channels-last (with glibc keeping freed memory): 1.6-2.7× faster on the CPU; on an H100 slower than the
-        # default layout in 21 of 24 measurements (BENCHMARKS.md)
+        # channels-last: faster on the CPU, slower on CUDA GPUs (BENCHMARKS.md, "Inference")
         self.channels_last = self.device.type == "cpu"
         self.model = model.eval().to(self.device)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
-            keep_freed_memory()
         self.onnx = None
         if backend == "onnxruntime":
             self.onnx = OnnxNetwork(model)
-        self.amp_dtype = AMP_DTYPES[amp]
+        self.amp_dtype = autocast_dtype(amp, self.device.type)
         self.tile, self.overlap, self.max_whole_pixels, self.progress = tile, overlap, max_whole_pixels, progress
         self.prior_of = photo_prior(model, self.device, label, labels) if photo_priors else None
         self.last_tiled = False  # whether the last photo went through tiles (predict.py reports it)
@@ -133,7 +132,7 @@ class Dehazer:
                              progress=self.progress)
 
 
-def dehaze(model: nn.Module, image: np.ndarray | Image.Image, **options) -> np.ndarray | Image.Image:
+def dehaze(model: DehazingNetwork, image: np.ndarray | Image.Image, **options) -> np.ndarray | Image.Image:
     """Dehaze one photo (numpy H×W×3 uint8 or float32, or a PIL image; the result has the same type).
     `options` are Dehazer's (device, amp, backend, label, tile, overlap)."""
     return Dehazer(model, **options)(image)

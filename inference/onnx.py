@@ -20,20 +20,19 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from datasets.prior import prior_config_of
-from utils.image import pad_to_multiple, size_rule
+from models import DehazingNetwork
+from utils.image import pad_to_multiple
 
 
-def example_inputs(model: nn.Module, height: int, width: int, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Named random inputs for one image: `hazy`, plus `prior` for networks that take one."""
-    generator = torch.Generator().manual_seed(seed)
-    inputs = {"hazy": torch.rand(1, 3, height, width, generator=generator) * 2 - 1}
-    if getattr(model, "takes_prior", False):
-        if getattr(model, "label_embedding", None) is not None:
-            inputs["prior"] = torch.randint(0, len(prior_config_of(model).classes), (1,), generator=generator)
-        else:  # a unit-norm CLIP text feature; 512 is ViT-B/32's width (the fusion takes any length)
-            inputs["prior"] = torch.nn.functional.normalize(torch.randn(1, 512, generator=generator), dim=-1)
-    return inputs
+def example_inputs(model: DehazingNetwork, height: int, width: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    """The graph's named inputs for one random image: `hazy`, plus `prior` for networks that take one."""
+    return dict(zip(("hazy", "prior"), model.example_inputs(1, height, width, torch.Generator().manual_seed(seed))))
+
+
+def trace_side(model: DehazingNetwork) -> int:
+    """The square size graphs are traced at: small, and valid for the network's size rule."""
+    multiple, min_size = model.size_rule()
+    return max(min_size, 64) // multiple * multiple + multiple
 
 
 def _export(module: nn.Module, inputs: dict[str, torch.Tensor], destination: Path | io.BytesIO) -> None:
@@ -46,15 +45,13 @@ def _export(module: nn.Module, inputs: dict[str, torch.Tensor], destination: Pat
                           opset_version=17)
 
 
-def export_onnx(model: nn.Module, path: Path) -> None:
+def export_onnx(model: DehazingNetwork, path: Path) -> None:
     """Write `model` as an ONNX graph for padded inputs of any size (this module's docstring)."""
-    multiple, min_size = size_rule(model)
-    side = max(min_size, 64) // multiple * multiple + multiple  # traced at a small valid size
     path.parent.mkdir(parents=True, exist_ok=True)
-    _export(model, example_inputs(model, side, side), path)
+    _export(model, example_inputs(model, trace_side(model), trace_side(model)), path)
 
 
-def largest_difference(path: Path, model: nn.Module, inputs: dict[str, torch.Tensor]) -> float:
+def largest_difference(path: Path, model: DehazingNetwork, inputs: dict[str, torch.Tensor]) -> float:
     """max |ONNX Runtime − PyTorch| over the output for these inputs (padded to the graph's rule, cropped back)."""
     import onnxruntime  # noqa: PLC0415 — imported where used: scripts that never run ONNX start 0.15 s sooner
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -62,7 +59,7 @@ def largest_difference(path: Path, model: nn.Module, inputs: dict[str, torch.Ten
         expected = model(*inputs.values()).numpy()
     height, width = inputs["hazy"].shape[-2:]
     feeds = {name: value.numpy() for name, value in inputs.items()}
-    feeds["hazy"] = pad_to_multiple(inputs["hazy"], *size_rule(model)).numpy()
+    feeds["hazy"] = pad_to_multiple(inputs["hazy"], *model.size_rule()).numpy()
     actual = session.run(["dehazed"], feeds)[0][..., :height, :width]
     return float(np.abs(actual - expected).max())
 
@@ -70,7 +67,7 @@ def largest_difference(path: Path, model: nn.Module, inputs: dict[str, torch.Ten
 class _BackboneGraph(nn.Module):
     """A MixCL network's backbone, from the padded image and the stem input to the (padded) output."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: DehazingNetwork):
         super().__init__()
         self.backbone = model.backbone
 
@@ -84,12 +81,11 @@ class OnnxNetwork:
     networks the text-image attention, a fused kernel in PyTorch that ONNX Runtime would have to materialise
     (H·W × D scores), stays in PyTorch; the backbone, nearly all of the computation, runs in ONNX Runtime."""
 
-    def __init__(self, model: nn.Module, threads: int = 0):
+    def __init__(self, model: DehazingNetwork, threads: int = 0):
         self.model = model.eval()
-        self.multiple, self.min_size = size_rule(model)
-        self.mixcl = hasattr(model, "stem_input")
-        side = max(self.min_size, 64) // self.multiple * self.multiple + self.multiple
-        example = example_inputs(model, side, side)
+        self.multiple, self.min_size = model.size_rule()
+        self.mixcl = model.takes_prior  # MixCL: the text-image attention runs in PyTorch, the backbone in the graph
+        example = example_inputs(model, trace_side(model), trace_side(model))
         graph = io.BytesIO()
         if self.mixcl:
             with torch.no_grad():

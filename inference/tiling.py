@@ -10,9 +10,8 @@ Two things make tiles differ from the whole image, and each has its remedy here:
   a sky tile and a ground tile would be dehazed differently. So every tile is handed image-wide means,
   recorded for every pooling layer by one of two first passes:
   - `statistics="downscaled"` (default): the whole image at half the side length (a quarter of the pixels;
-    less when that would exceed `statistics_pixels`), in one pass. On 22 real photos it added 13% to the
-    tiles' time where "tiles" added 100%, with about the same lowest PSNR against the whole image (46.6 against
-    46.8 dB) and a median 2.4 dB lower (56.6 dB; BENCHMARKS.md, "Tiled against whole-image inference").
+    less when that would exceed `statistics_pixels`), in one pass: a small fraction of the tiles' own time,
+    about as close to the whole-image output as "tiles" (BENCHMARKS.md, "Tiled against whole-image inference").
   - `statistics="tiles"`: a pass over the tiles records each pool's input summed over each tile's *core*
     (the tiles' cores partition the image), which gives the whole image's mean (deeper pools see inputs
     computed with tile-local means in that pass). It costs a second full pass.
@@ -31,8 +30,9 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
+from models import DehazingNetwork
 from models.layers import GlobalAvgPool
-from utils.image import pad_to_multiple, size_rule
+from utils.image import pad_to_multiple
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -121,11 +121,11 @@ class SharedStatistics:
                 handle.remove()
 
 
-def tile_layout(model: nn.Module, padded_height: int, padded_width: int, tile: int,
+def tile_layout(model: DehazingNetwork, padded_height: int, padded_width: int, tile: int,
                 overlap: int) -> tuple[list[_Tile], int, int]:
     """The tiles `tiled_forward` runs over an image padded to the network's multiple: their positions and
     cores, and the tile height and width (`tile` rounded to the multiple, at most the image)."""
-    multiple, min_size = size_rule(model)
+    multiple, min_size = model.size_rule()
     tile = max(tile // multiple * multiple, min_size)
     if not 0 <= overlap < tile // 2:
         raise ValueError(f"overlap must be in [0, tile/2), got overlap {overlap} for tile {tile}")
@@ -139,7 +139,7 @@ def tile_layout(model: nn.Module, padded_height: int, padded_width: int, tile: i
 
 
 @torch.no_grad()
-def tiled_forward(model: nn.Module, image: torch.Tensor, *extra_inputs: torch.Tensor, tile: int = 512,
+def tiled_forward(model: DehazingNetwork, image: torch.Tensor, *extra_inputs: torch.Tensor, tile: int = 512,
                   overlap: int = 64, statistics: str = "downscaled", statistics_pixels: int = 1_000_000,
                   amp_dtype: torch.dtype | None = None, progress: bool = False) -> torch.Tensor:
     """`model(image, *extra_inputs)` computed tile by tile: image 1×3×H×W in [-1, 1] (any size), output the
@@ -152,7 +152,7 @@ def tiled_forward(model: nn.Module, image: torch.Tensor, *extra_inputs: torch.Te
         raise ValueError(f'statistics must be "downscaled", "tiles" or "own", got {statistics!r}')
     height, width = image.shape[-2:]
     # pad as the network itself would, so that every tile is a whole number of feature pixels
-    padded = pad_to_multiple(image, *size_rule(model))
+    padded = pad_to_multiple(image, *model.size_rule())
     padded_height, padded_width = padded.shape[-2:]
     tiles, tile_height, tile_width = tile_layout(model, padded_height, padded_width, tile, overlap)
 

@@ -1,9 +1,9 @@
 """Training losses behind one interface: `loss(output, target, hazy) -> scalar`, all images in [-1, 1].
 
 The hazy input is part of the signature because contrastive losses pull the output towards the target and
-away from the hazy image. A loss whose class sets `needs_global_feature` also receives the network's global
-feature z (`global_feature=`, B×C; only models that return one, e.g. KA-Net, can train with it). Add a loss
-by registering its class in LOSSES.
+away from the hazy image. Every loss is a `LossTerm` (losses/base.py); one that sets `needs_global_feature` also
+receives the network's global feature z (`global_feature=`, B×C; only models that return one, e.g. KA-Net, can
+train with it). Add a loss by registering its class in LOSSES.
 
 train.py calls the losses inside the training step's autocast; every term runs in fp32 (autocast off) except
 one whose instance sets `follows_autocast` (the released contrastive regulariser, which ran in the release's
@@ -16,11 +16,14 @@ import contextlib
 import torch
 import torch.nn as nn
 
+from utils.config import check_loss_names
+
+from .base import LossTerm
 from .contrastive import ContrastiveRegularization, gaussian_distance
 from .pixel import L1Loss, MSELoss
 from .reweighting import ReweightedL1Loss, SampleReweighting
 
-LOSSES: dict[str, type[nn.Module]] = {"l1": L1Loss, "mse": MSELoss, "contrastive": ContrastiveRegularization,
+LOSSES: dict[str, type[LossTerm]] = {"l1": L1Loss, "mse": MSELoss, "contrastive": ContrastiveRegularization,
                                       "reweighted_l1": ReweightedL1Loss}
 
 
@@ -31,12 +34,12 @@ class WeightedLoss(nn.Module):
         super().__init__()
         self.weights = {name: weight for name, weight, _ in terms}
         self.terms = nn.ModuleDict({name: LOSSES[name](**args) for name, _, args in terms})
-        self.needs_global_feature = any(getattr(term, "needs_global_feature", False) for term in self.terms.values())
+        self.needs_global_feature = any(term.needs_global_feature for term in self.terms.values())
 
     def running_state(self) -> dict[str, dict]:
         """What terms carry from one step to the next (the reweighting memory bank), for checkpoints. Frozen
         feature extractors are not part of it: they are rebuilt from their weights files."""
-        return {name: term.running_state() for name, term in self.terms.items() if hasattr(term, "running_state")}
+        return {name: state for name, term in self.terms.items() if (state := term.running_state())}
 
     def load_running_state(self, state: dict[str, dict]) -> None:
         for name, term_state in state.items():
@@ -46,8 +49,8 @@ class WeightedLoss(nn.Module):
                 global_feature: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         parts = {}
         for name, term in self.terms.items():
-            extra = {"global_feature": global_feature} if getattr(term, "needs_global_feature", False) else {}
-            fp32 = (contextlib.nullcontext() if getattr(term, "follows_autocast", False)
+            extra = {"global_feature": global_feature} if term.needs_global_feature else {}
+            fp32 = (contextlib.nullcontext() if term.follows_autocast
                     else torch.autocast(output.device.type, enabled=False))
             with fp32:
                 parts[name] = self.weights[name] * term(output, target, hazy, **extra).float()
@@ -56,11 +59,9 @@ class WeightedLoss(nn.Module):
 
 def build_loss(terms) -> WeightedLoss:
     """`terms`: the config's loss list (objects with `name`, `weight` and `args`)."""
-    names = [t.name for t in terms]
-    if len(set(names)) != len(names):
-        raise ValueError(f"a loss is listed twice: {names}")
+    check_loss_names([t.name for t in terms])
     return WeightedLoss([(t.name, t.weight, t.args) for t in terms])
 
 
-__all__ = ["LOSSES", "ContrastiveRegularization", "L1Loss", "MSELoss", "ReweightedL1Loss", "SampleReweighting",
+__all__ = ["LOSSES", "ContrastiveRegularization", "L1Loss", "LossTerm", "MSELoss", "ReweightedL1Loss", "SampleReweighting",
            "WeightedLoss", "build_loss", "gaussian_distance"]

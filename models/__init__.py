@@ -1,6 +1,9 @@
-"""Models of this project. `build_model(name, checkpoint=None)` is the entry point."""
+"""Models of this project. `build_model(name, checkpoint=None)` and `load_model(checkpoint)` are the entry points;
+every network is a `DehazingNetwork` (models/interface.py)."""
 from . import kanet, mixcl, mixdehazenet  # noqa: F401  (register their variants)
 from .build import build_model, load_model, load_weights
+from .interface import DehazingNetwork
 from .registry import list_models, model_class, register_model
 
-__all__ = ["build_model", "list_models", "load_model", "load_weights", "model_class", "register_model"]
+__all__ = ["DehazingNetwork", "build_model", "list_models", "load_model", "load_weights", "model_class",
+           "register_model"]

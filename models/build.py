@@ -1,17 +1,18 @@
+"""Building a registered network, and loading weights into it from any checkpoint this project reads."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn as nn
 
 from utils.checkpoint import CheckpointError, is_project_checkpoint, load_checkpoint
 
-from .registry import canonical_name, create_model
+from .interface import DehazingNetwork
+from .registry import canonical_name, create_model, list_models
 
 
-def build_model(name: str, checkpoint: Path | str | None = None, **kwargs) -> nn.Module:
+def build_model(name: str, checkpoint: Path | str | None = None, **kwargs) -> DehazingNetwork:
     """Build a registered model; with `checkpoint`, also load its weights (this project's or official ones)."""
     model = create_model(name, **kwargs)
     if checkpoint is not None:
@@ -19,15 +20,15 @@ def build_model(name: str, checkpoint: Path | str | None = None, **kwargs) -> nn
     return model
 
 
-def load_model(checkpoint: Path | str, name: str | None = None) -> nn.Module:
+def load_model(checkpoint: Path | str, name: str | None = None) -> DehazingNetwork:
     """The network stored in `checkpoint`, in eval mode (a CheckpointError says why it cannot be loaded). This
-    project's checkpoints name their model and
-    its arguments (and set `model.prior_config`); for an official checkpoint pass `name` (e.g. "mixdehazenet-s")."""
+    project's checkpoints name their model and its constructor arguments (a MixCL network's prior settings among
+    them); for an official checkpoint pass `name` (e.g. "mixdehazenet-s")."""
     contents = load_checkpoint(checkpoint)
     if is_project_checkpoint(contents):
-        model = create_model(contents["model_name"], **contents.get("model_args", {}))
-        model.prior_config = contents.get("config", {}).get("prior")  # how its training data got their prior
-        name = name or contents["model_name"]  # a different `name` is refused by load_weights
+        model_name, arguments = project_model(contents, checkpoint)
+        name = name or model_name  # a different `name` is refused by load_weights
+        model = create_model(model_name, **arguments)
     elif name is None:
         raise CheckpointError(f"{checkpoint} is not a checkpoint of this project: pass the model it holds with --model "
                               f"(model name in Python), e.g. mixdehazenet-s")
@@ -37,27 +38,45 @@ def load_model(checkpoint: Path | str, name: str | None = None) -> nn.Module:
     return model.eval()
 
 
-def load_weights(model: nn.Module, name: str, contents: dict[str, Any], source: Path | str = "checkpoint") -> None:
-    """Load a loaded checkpoint's weights into `model` (built as `name`): the EMA weights when it has them.
+def project_model(contents: dict[str, Any], source: Path | str) -> tuple[str, dict]:
+    """(registered name, constructor arguments) of a checkpoint of this project. Checkpoints written before the
+    prior settings became a constructor argument of MixCL networks carry them in their training config."""
+    name, arguments = contents.get("model_name"), contents.get("model_args", {})
+    if not isinstance(name, str) or canonical_name(name) not in list_models():
+        raise CheckpointError(f"{source} names no model this project knows (model_name {name!r}; registered: "
+                              f"{', '.join(list_models())})")
+    if not isinstance(arguments, dict):
+        raise CheckpointError(f"{source}: its model_args are a {type(arguments).__name__}, not a dict")
+    prior = (contents.get("config") or {}).get("prior")
+    if "prior" not in arguments and prior and prior.get("mode", "none") != "none":
+        arguments = arguments | {"prior": prior}
+    return name, arguments
 
-    Official checkpoints are dicts holding the state dict under `state_dict` (MixDehazeNet) or `model`
-    (KA-Net), with the `module.` prefix of nn.DataParallel; a model that knows a foreign layout converts it
-    in its `convert_checkpoint` method.
-    """
+
+def checkpoint_state_dict(model: DehazingNetwork, name: str, contents: dict[str, Any], source: Path | str) -> dict:
+    """The state dict a loaded checkpoint holds for `model`, in this project's names: the EMA weights when training
+    kept them; an official layout converted by the model's `convert_checkpoint`; the `module.` prefix of
+    nn.DataParallel removed."""
     if is_project_checkpoint(contents):
         if canonical_name(contents["model_name"]) != canonical_name(name):
             raise CheckpointError(f"{source} holds a {contents['model_name']!r} model, not {name!r} (drop --model: "
                                   f"this project's checkpoints name their model)")
         state_dict = contents.get("ema", contents["model"])  # the moving average, when training kept one
-        convert = None
     else:
         state_dict = next((contents[k] for k in ("state_dict", "model") if isinstance(contents.get(k), dict)), contents)
-        convert = getattr(model, "convert_checkpoint", None)
+    if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
+        raise KeyError("no state dict of tensors in it")
+    convert = getattr(model, "convert_checkpoint", None)
+    state_dict = convert(state_dict) if convert is not None and not is_project_checkpoint(contents) else state_dict
+    return {k.removeprefix("module."): v for k, v in state_dict.items()}
+
+
+def load_weights(model: DehazingNetwork, name: str, contents: dict[str, Any], source: Path | str = "checkpoint") -> None:
+    """Load a loaded checkpoint's weights into `model` (built as `name`): this project's checkpoints, state dicts of
+    this project's networks (also as saved from nn.DataParallel), and the official layouts (MixDehazeNet:
+    `state_dict`, KA-Net: `model`, with `module.` prefixes), which a model converts in its `convert_checkpoint`."""
     try:
-        if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
-            raise KeyError("no state dict of tensors in it")
-        state_dict = convert(state_dict) if convert is not None else state_dict
-        missing, unexpected = model.load_state_dict(state_dict, strict=False)
+        missing, unexpected = model.load_state_dict(checkpoint_state_dict(model, name, contents, source), strict=False)
     except (KeyError, RuntimeError) as e:  # unknown official names, or tensors of the wrong shape
         raise CheckpointError(f"{source} does not hold {name!r} weights ({' '.join(str(e).split())[:300]})") from None
     if not all(torch.isfinite(t).all() for t in model.state_dict().values() if t.is_floating_point()):

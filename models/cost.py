@@ -12,10 +12,10 @@ from .build import build_model
 
 @torch.no_grad()
 def model_cost(name: str, size: tuple[int, int]) -> tuple[int, int]:
-    """(parameters, MACs of one forward pass at 1×3×H×W) of a registered model; MixCL models get a 512-d text
-    feature (CLIP ViT-B/32's)."""
+    """(parameters, MACs of one forward pass at 1×3×H×W) of a registered model with its default arguments (MixCL
+    models: a text feature of their default width, CLIP ViT-B/32's)."""
     model = build_model(name).eval()
-    inputs = [torch.zeros(1, 3, *size)] + ([torch.zeros(1, 512)] if getattr(model, "takes_prior", False) else [])
+    inputs = model.example_inputs(1, *size)
     with FlopCounterMode(display=False) as counter:
         model(*inputs)
     return sum(p.numel() for p in model.parameters()), counter.get_total_flops() // 2

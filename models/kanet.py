@@ -32,6 +32,7 @@ from timm.layers import DropPath, trunc_normal_
 
 from utils.image import pad_to_multiple
 
+from .interface import DehazingNetwork
 from .layers import GlobalAvgPool
 from .registry import register_model
 
@@ -422,10 +423,10 @@ class ConvTail(nn.Module):
         return self.up1(self.refine2(x))
 
 
-class KANet(nn.Module):
+class KANet(DehazingNetwork):
     """`net(x)`: x B×3×H×W in [-1, 1], any size → dehazed image in [-1, 1].
     `net(x, return_global=True)` → (image, z), z the B×C global average of the encoder's deepest map (before
-    the bottleneck), which the sample-reweighting loss decorrelates (utils/reweighting.py)."""
+    the bottleneck), which the sample-reweighting loss decorrelates (losses/reweighting.py)."""
 
     returns_global_feature = True  # forward(x, return_global=True), for the sample-reweighting loss
     size_multiple = 16  # four stride-2 stages after the stride-4 embedding keep the tail's skips aligned

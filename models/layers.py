@@ -10,7 +10,7 @@ from torch.autograd.function import once_differentiable
 class GlobalAvgPool(nn.Module):
     """Mean over H and W: B×C×H×W → B×C×1×1.
 
-    A module (rather than an inline `x.mean`) so that tiled inference (utils/tiling.py) can find every
+    A module (rather than an inline `x.mean`) so that tiled inference (inference/tiling.py) can find every
     global statistic of a network and hand each tile the whole image's value.
     """
 

@@ -7,14 +7,17 @@ the MixDehazeNet backbone.
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from utils.config import PriorConfig
 from utils.image import pad_to_multiple
 
+from .interface import DehazingNetwork
 from .mixdehazenet import DEPTHS, MixDehazeNet, convert_official_state_dict
 from .registry import register_model
 
@@ -52,22 +55,31 @@ class TextImageAttention(nn.Module):
         return self.out_proj(out)
 
 
-class MixCLDehazeNet(nn.Module):
+class MixCLDehazeNet(DehazingNetwork):
     """`net(x, text)`: x B×3×H×W in [-1, 1] (any size), text B×D or B×1×D text features.
 
     With `num_labels`, the prior is a learned embedding per known domain label instead of a CLIP text
-    feature, and `text` holds B integer labels.
+    feature, and `text` holds B integer labels. `prior`: the language prior settings (utils.config.PriorConfig,
+    as a dict) the network is trained and run with; the released MixCLDehazeNet's by default (CLIP ViT-B/32 with
+    OpenAI weights, arg-max class of indoor/outdoor). Checkpoints store them with the other arguments, so a loaded
+    network knows how its inputs get their prior (prior/network.py).
     """
 
-    takes_prior = True  # scripts hand it the prior of each image (datasets/prior.py)
+    takes_prior = True
     size_multiple, min_size = MixDehazeNet.size_multiple, MixDehazeNet.min_size  # the backbone pads to these
 
     def __init__(self, depths: tuple[int, ...], text_dim: int = 512, fusion: str = "concat",
-                 num_labels: int | None = None):
+                 num_labels: int | None = None, prior: dict | None = None):
         super().__init__()
         if fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
-        self.fusion_mode = fusion
+        self.prior = PriorConfig(**(prior or {"mode": "labels" if num_labels else "clip"}))
+        if (self.prior.mode == "labels") != bool(num_labels) or self.prior.mode == "none":
+            raise ValueError(f"prior mode {self.prior.mode!r} does not fit num_labels={num_labels}: the `labels` prior "
+                             f"takes a learned embedding per class, the CLIP priors a text feature")
+        if num_labels and num_labels != len(self.prior.classes):
+            raise ValueError(f"num_labels={num_labels}, but the prior has {len(self.prior.classes)} classes")
+        self.text_dim, self.fusion_mode = text_dim, fusion
         self.label_embedding = nn.Embedding(num_labels, text_dim) if num_labels else None
         self.fusion = TextImageAttention()
         self.backbone = MixDehazeNet(depths, in_chans=6 if fusion == "concat" else 3)
@@ -76,6 +88,16 @@ class MixCLDehazeNet(nn.Module):
         h, w = x.shape[-2:]
         x = pad_to_multiple(x, self.size_multiple, self.min_size)
         return self.backbone.apply_gain_bias(x, self.backbone.forward_features(self.stem_input(x, text)))[..., :h, :w]
+
+    def example_prior(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Class indices for the `labels` prior, else unit-norm text features of the network's width."""
+        if self.label_embedding is not None:
+            return torch.randint(0, self.label_embedding.num_embeddings, (batch,), generator=generator)
+        return F.normalize(torch.randn(batch, self.text_dim, generator=generator), dim=-1)
+
+    def prior_settings(self) -> dict:
+        """The prior settings as plain data, as the constructor takes them."""
+        return dataclasses.asdict(self.prior)
 
     def stem_input(self, x: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         """What the backbone's stem takes: the (padded) image with the text-image attention's output
@@ -96,18 +118,18 @@ class MixCLDehazeNet(nn.Module):
         for key, value in state_dict.items():
             if not key.startswith("text_emb."):
                 continue
-            match = _SEED_KEY.match(key)
-            if not match or match.group(1) not in _SEED_FUSION | _SEED_DEAD:
-                raise KeyError(f"unknown parameter {key!r} in a seed MixCLDehazeNet checkpoint")
-            if match.group(1) in _SEED_FUSION:
-                converted[f"fusion.{_SEED_FUSION[match.group(1)]}.{match.group(2)}"] = value
+            match = _RELEASED_KEY.match(key)
+            if not match or match.group(1) not in _RELEASED_FUSION | _RELEASED_DEAD:
+                raise KeyError(f"unknown parameter {key!r} in a released MixCLDehazeNet checkpoint")
+            if match.group(1) in _RELEASED_FUSION:
+                converted[f"fusion.{_RELEASED_FUSION[match.group(1)]}.{match.group(2)}"] = value
         backbone = convert_official_state_dict({k: v for k, v in state_dict.items() if not k.startswith("text_emb.")})
         return converted | {f"backbone.{k}": v for k, v in backbone.items()}
 
 
-_SEED_KEY = re.compile(r"^text_emb\.(\w+)\.(weight|bias)$")
-_SEED_FUSION = {"q1": "query", "k2": "key", "v2": "value", "postProj_s": "out_proj"}
-_SEED_DEAD = {"k1": None, "v1": None, "q2": None, "postProj_t": None}
+_RELEASED_KEY = re.compile(r"^text_emb\.(\w+)\.(weight|bias)$")
+_RELEASED_FUSION = {"q1": "query", "k2": "key", "v2": "value", "postProj_s": "out_proj"}
+_RELEASED_DEAD = {"k1": None, "v1": None, "q2": None, "postProj_t": None}
 
 
 @register_model

@@ -13,6 +13,7 @@ import torch.nn as nn
 
 from utils.image import pad_to_multiple
 
+from .interface import DehazingNetwork
 from .layers import DilatedDepthwiseConv2d, GlobalAvgPool
 from .registry import register_model
 
@@ -154,7 +155,7 @@ class SKFusion(nn.Module):
         return a * weights[:, 0] + b * weights[:, 1]
 
 
-class MixDehazeNet(nn.Module):
+class MixDehazeNet(DehazingNetwork):
     """Input B×3×H×W in [-1, 1], any H, W; output the dehazed image, same shape and range.
 
     The network predicts a per-pixel gain K (1 channel) and bias (3 channels) and returns K·x − bias + x.

@@ -4,16 +4,16 @@ from __future__ import annotations
 import typing
 from collections.abc import Callable
 
-import torch.nn as nn
+from .interface import DehazingNetwork
 
-_MODELS: dict[str, Callable[..., nn.Module]] = {}
+_MODELS: dict[str, Callable[..., DehazingNetwork]] = {}
 
 
 def canonical_name(name: str) -> str:
     return name.strip().lower().replace("_", "-")
 
 
-def register_model(constructor: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+def register_model(constructor: Callable[..., DehazingNetwork]) -> Callable[..., DehazingNetwork]:
     name = canonical_name(constructor.__name__)
     if name in _MODELS:
         raise ValueError(f"model {name!r} is registered twice")
@@ -25,19 +25,19 @@ def list_models() -> list[str]:
     return sorted(_MODELS)
 
 
-def _constructor(name: str) -> Callable[..., nn.Module]:
+def _constructor(name: str) -> Callable[..., DehazingNetwork]:
     key = canonical_name(name)
     if key not in _MODELS:
         raise KeyError(f"unknown model {name!r}; registered models: {', '.join(list_models())}")
     return _MODELS[key]
 
 
-def model_class(name: str) -> type[nn.Module]:
+def model_class(name: str) -> type[DehazingNetwork]:
     """The class a registered constructor returns (read from its return annotation), without building it."""
     return typing.get_type_hints(_constructor(name))["return"]
 
 
-def create_model(name: str, **kwargs) -> nn.Module:
+def create_model(name: str, **kwargs) -> DehazingNetwork:
     key = canonical_name(name)
     model = _constructor(name)(**kwargs)
     model.model_name = key  # lets scripts and checkpoints say what a network is

@@ -41,14 +41,8 @@ def read_scores(path: Path) -> dict[str, dict]:
     return {r["name"]: r | {m: float(r[m]) for m in METRICS} for r in rows}
 
 
-def compare(a: dict[str, dict], b: dict[str, dict], confidence: float = 0.95) -> list[dict]:
-    """One row per (subset, metric): subset "all", then each domain when both sides know the domains."""
-    if set(a) != set(b):
-        only_a, only_b = sorted(set(a) - set(b)), sorted(set(b) - set(a))
-        raise ConfigError(f"the two files score different images: {len(only_a)} only in A ({', '.join(only_a[:5])}), "
-                          f"{len(only_b)} only in B ({', '.join(only_b[:5])})")
-    from metrics.statistics import paired_difference  # scipy loads after --help
-
+def image_subsets(a: dict[str, dict], b: dict[str, dict]) -> dict[str, list[str]]:
+    """"all" images, then each domain's when both files carry the same domains."""
     names = sorted(a)
     subsets = {"all": names}
     if all("domain" in r for r in (*a.values(), *b.values())):
@@ -57,6 +51,18 @@ def compare(a: dict[str, dict], b: dict[str, dict], confidence: float = 0.95) ->
             raise ConfigError(f"the two files give different domains to {', '.join(disagree[:5])}")
         for domain in sorted({a[n]["domain"] for n in names}):
             subsets[domain] = [n for n in names if a[n]["domain"] == domain]
+    return subsets
+
+
+def compare(a: dict[str, dict], b: dict[str, dict], confidence: float = 0.95) -> list[dict]:
+    """One row per (subset, metric): subset "all", then each domain when both sides know the domains."""
+    if set(a) != set(b):
+        only_a, only_b = sorted(set(a) - set(b)), sorted(set(b) - set(a))
+        raise ConfigError(f"the two files score different images: {len(only_a)} only in A ({', '.join(only_a[:5])}), "
+                          f"{len(only_b)} only in B ({', '.join(only_b[:5])})")
+    from metrics.statistics import paired_difference  # scipy loads after --help
+
+    subsets = image_subsets(a, b)
     rows = []
     for metric in METRICS:
         for subset, chosen in subsets.items():

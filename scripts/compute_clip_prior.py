@@ -22,7 +22,8 @@ def main(argv=None) -> None:
     import torch  # PyTorch loads after --help
 
     from datasets import validate_paired_folder
-    from datasets.prior import prior_cache_path, split_prior_cache
+    from datasets.prior import split_prior_cache
+    from prior import prior_cache_path
 
     config = load_config(args.config, args.overrides)
     if config.prior.mode not in ("clip", "clip-soft") or config.data.dataset != "paired":

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import argparse
 
-from utils.cli import MODEL_NAMES, run_reporting_user_errors, script_parser
+from utils.cli import model_names, run_reporting_user_errors, script_parser
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = script_parser(__doc__)
     parser.add_argument("--size", type=int, nargs=2, default=(256, 256), metavar=("H", "W"), help="input height and width")
-    parser.add_argument("--models", nargs="+", default=list(MODEL_NAMES), choices=MODEL_NAMES, metavar="MODEL",
-                        help=f"models to count (default: all: {', '.join(MODEL_NAMES)})")
+    parser.add_argument("--models", nargs="+", default=list(model_names()), choices=model_names(), metavar="MODEL",
+                        help=f"models to count (default: all: {', '.join(model_names())})")
     return parser.parse_args(argv)
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from models import build_model
+from models import build_model, model_class
 from utils.checkpoint import save_checkpoint
 from utils.config import Config, config_from_dict
 
@@ -30,14 +30,11 @@ def tiny_config(out_dir, model="mixdehazenet-t", data=None, train=None, **sectio
 
 def write_checkpoint(path, model_name="mixdehazenet-t", model_args=None, prior=None, net=None) -> Path:
     """A checkpoint of this project holding `net` (default: a freshly built `model_name`), with the prior's
-    config when given; returns `path`."""
-    model_args = dict(model_args or {})
+    settings among its arguments when given; returns `path`."""
+    model_args = dict(model_args or {}) | ({"prior": dict(prior)} if prior and model_class(model_name).takes_prior else {})
     if net is None:
         net = build_model(model_name, **model_args)
-    payload = {"model_name": model_name, "model_args": model_args, "model": net.state_dict()}
-    if prior is not None:
-        payload["config"] = {"prior": dict(prior)}
-    save_checkpoint(path, payload)
+    save_checkpoint(path, {"model_name": model_name, "model_args": model_args, "model": net.state_dict()})
     return Path(path)
 
 
@@ -80,7 +77,7 @@ def _offline(monkeypatch):
     """Tests never download weights, even on a connected machine: every weights server looks unreachable
     (a test that simulates a connection patches these back)."""
     monkeypatch.setattr("models.weights.server_reachable", lambda url, timeout=3.0: False)
-    monkeypatch.setattr("models.clip_prior.server_reachable", lambda url, timeout=3.0: False)
+    monkeypatch.setattr("prior.clip.server_reachable", lambda url, timeout=3.0: False)
 
 
 @pytest.fixture(scope="session")

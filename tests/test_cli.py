@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from models import list_models, load_model
-from utils.cli import MODEL_NAMES, UserError, output_paths, run_name
+from utils.cli import UserError, model_names, output_paths, run_name
+from utils.precision import autocast_dtype
 
 from .conftest import write_checkpoint
 
@@ -17,7 +18,7 @@ SCRIPTS = ["train.py", "test.py", "predict.py", "evaluate_real.py",
 
 
 def test_the_model_list_of_help_is_the_registry():
-    assert list(MODEL_NAMES) == list_models()  # a new model is added to utils/cli.py's list as well
+    assert list(model_names()) == list_models()  # read from the @register_model constructors without PyTorch
 
 
 HELP_WITHOUT_TORCH = """
@@ -46,6 +47,9 @@ def test_outputs_never_overwrite_inputs_or_each_other(tmp_path):
     out = tmp_path / "out"
     expected = {photos[0]: out / "x.jpg.png", photos[1]: out / "x.png.png", photos[2]: out / "y.png"}
     assert output_paths(photos, out, ".png") == expected
+    same_names = [tmp_path / "a" / "x.jpg", tmp_path / "b" / "x.jpg", tmp_path / "b" / "c" / "x.jpg"]  # their folders tell
+    assert output_paths(same_names, out, ".png") == {same_names[0]: out / "a-x.jpg.png", same_names[1]: out / "b-x.jpg.png",
+                                                    same_names[2]: out / "c-x.jpg.png"}
     with pytest.raises(UserError, match=r"would overwrite input files: .*y.png \(from .*y.png\)"):
         output_paths(photos, tmp_path, ".png")  # --out is the photos' own folder
 
@@ -71,3 +75,17 @@ def test_torch_hub_loads_a_checkpoint_from_another_folder(tmp_path):
     assert result.stdout.strip().splitlines()[-1] == "KANet"
     with torch.no_grad():
         assert torch.equal(torch.load(tmp_path / "y.pt"), load_model(tmp_path / "net.pt")(x))
+
+
+@pytest.mark.parametrize(("amp", "device", "dtype"), [
+    ("off", "cuda", None), ("off", "cpu", None), ("fp16", "cuda", torch.float16), ("fp16", "cpu", None),
+    ("bf16", "cuda", torch.bfloat16), ("bf16", "cpu", torch.bfloat16)])
+def test_one_amp_rule_for_every_device(amp, device, dtype):
+    """The one table training, inference, the flags and the benchmarks use: the CPU has no fast fp16, so fp16
+    runs fp32 there."""
+    assert autocast_dtype(amp, device) is dtype
+
+
+def test_an_unknown_amp_name_is_refused():
+    with pytest.raises(ValueError, match="amp must be one of off, fp16, bf16"):
+        autocast_dtype("fp8", "cuda")

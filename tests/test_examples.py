@@ -6,14 +6,12 @@ from pathlib import Path
 
 import nbformat
 import numpy as np
-import onnxruntime
 import pytest
 from nbclient import NotebookClient
 from PIL import Image
 from torch.utils.tensorboard import SummaryWriter
 
 from inference import dehaze
-from inference.onnx import example_inputs, largest_difference
 from models import load_model
 from utils.pictures import CAPTION_HEIGHT, GAP
 
@@ -46,27 +44,8 @@ def test_example_notebook_executes(real_hazy, tmp_path, monkeypatch):
     assert difference <= 1, difference
 
 
-def test_onnx_export_takes_any_size(tmp_path):
-    export_onnx = load_script("export_onnx")
-    write_checkpoint(tmp_path / "net.pt")
-    difference = export_onnx.export(export_onnx.parse_args(
-        ["--checkpoint", str(tmp_path / "net.pt"), "--out", str(tmp_path / "net.onnx"), "--check-size", "61x47"]))
-    assert difference <= 1e-4 and (tmp_path / "net.onnx").stat().st_size > 100_000
-    model = load_model(tmp_path / "net.pt")
-    for height, width in ((64, 48), (37, 90)):  # sizes the graph was neither traced nor checked at
-        assert largest_difference(tmp_path / "net.onnx", model, example_inputs(model, height, width, seed=2)) <= 1e-4
-    with pytest.raises(Exception, match="--check-size must be HEIGHTxWIDTH"):
-        export_onnx.export(export_onnx.parse_args(
-            ["--checkpoint", str(tmp_path / "net.pt"), "--out", str(tmp_path / "x.onnx"), "--check-size", "61"]))
 
 
-def test_onnx_export_of_a_mixcl_network_takes_the_prior(tmp_path):
-    export_onnx = load_script("export_onnx")
-    checkpoint = write_checkpoint(tmp_path / "mixcl-t.pt", "mixcl-t", {"num_labels": 2}, LABELS_PRIOR)
-    assert export_onnx.export(export_onnx.parse_args(
-        ["--checkpoint", str(checkpoint), "--out", str(tmp_path / "m.onnx"), "--check-size", "50x66"])) <= 1e-4
-    session = onnxruntime.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
-    assert [i.name for i in session.get_inputs()] == ["hazy", "prior"]
 
 
 def test_training_curves_plot_what_the_run_logged(tmp_path):

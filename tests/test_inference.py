@@ -4,19 +4,21 @@ import copy
 
 import cv2
 import numpy as np
+import onnxruntime
 import pytest
 import torch
 from PIL import Image
 
 import predict
 from inference import Dehazer, as_rgb_array, dehaze
+from inference.onnx import example_inputs, largest_difference
 from inference.tiling import core_bounds, tile_starts, tiled_forward
 from metrics import psnr
 from models import build_model, list_models, load_model, model_class
 from models.mixdehazenet import ChannelAttention, EnhancedParallelAttention, SKFusion
 from utils.image import find_images, read_image, to_tensor, to_uint8, to_unit_range
 
-from .conftest import write_checkpoint
+from .conftest import LABELS_PRIOR, load_script, write_checkpoint
 
 PHOTOS = ("canyon.png", "test10.jpg", "man.png")
 
@@ -158,8 +160,7 @@ def test_onnxruntime_backend_tiles_in_pytorch_and_says_so(real_hazy):
 
 
 def test_dehazer_tiles_above_the_pixel_limit_and_asks_for_a_missing_label(real_hazy):
-    net = build_model("mixcl-t", num_labels=2).eval()
-    net.prior_config = {"mode": "labels", "classes": ["indoor", "outdoor"]}
+    net = build_model("mixcl-t", num_labels=2, prior={"mode": "labels", "classes": ["indoor", "outdoor"]}).eval()
     photo = np.asarray(Image.open(real_hazy / "canyon.png").convert("RGB").resize((128, 96)))
     whole = Dehazer(net, label="outdoor")
     tiled = Dehazer(net, label="outdoor", tile="auto", max_whole_pixels=64 * 64)
@@ -196,3 +197,27 @@ def test_predict_script(real_hazy, tmp_path):
         predict.run(predict.parse_args([str(photos), "--checkpoint", str(tmp_path / "net.pt"), "--gt", str(gt)]))
     with pytest.raises(Exception, match="nothing.png: no such image"):
         find_images([str(photos / "nothing.png")])
+
+
+def test_onnx_export_takes_any_size(tmp_path):
+    export_onnx = load_script("export_onnx")
+    write_checkpoint(tmp_path / "net.pt")
+    difference = export_onnx.export(export_onnx.parse_args(
+        ["--checkpoint", str(tmp_path / "net.pt"), "--out", str(tmp_path / "net.onnx"), "--check-size", "61x47"]))
+    assert difference <= 1e-4 and (tmp_path / "net.onnx").stat().st_size > 100_000
+    model = load_model(tmp_path / "net.pt")
+    for height, width in ((64, 48), (37, 90)):  # sizes the graph was neither traced nor checked at
+        assert largest_difference(tmp_path / "net.onnx", model, example_inputs(model, height, width, seed=2)) <= 1e-4
+    with pytest.raises(Exception, match="--check-size must be HEIGHTxWIDTH"):
+        export_onnx.export(export_onnx.parse_args(
+            ["--checkpoint", str(tmp_path / "net.pt"), "--out", str(tmp_path / "x.onnx"), "--check-size", "61"]))
+
+
+
+def test_onnx_export_of_a_mixcl_network_takes_the_prior(tmp_path):
+    export_onnx = load_script("export_onnx")
+    checkpoint = write_checkpoint(tmp_path / "mixcl-t.pt", "mixcl-t", {"num_labels": 2}, LABELS_PRIOR)
+    assert export_onnx.export(export_onnx.parse_args(
+        ["--checkpoint", str(checkpoint), "--out", str(tmp_path / "m.onnx"), "--check-size", "50x66"])) <= 1e-4
+    session = onnxruntime.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["hazy", "prior"]

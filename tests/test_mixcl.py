@@ -1,5 +1,6 @@
 """MixCLDehazeNet: the released network, its text-image attention and the CLIP prior (tiny random open_clip)."""
 import csv
+import dataclasses
 import json
 
 import huggingface_hub
@@ -10,14 +11,14 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+import prior.clip
 import test as test_script
 import train
-from datasets import attach_prior, build_test_set, build_training_sets, photo_prior
-from datasets.prior import compute_prior_cache, ensure_prior_cache, prior_cache_path, text_prior
-from models import build_model, clip_prior, load_model
-from models.clip_prior import ClipPrior
+from datasets import attach_prior, build_test_set, build_training_sets
+from models import build_model, load_model
 from models.mixcl import TextImageAttention
 from models.weights import MissingWeightsError
+from prior import ClipPrior, compute_prior_cache, ensure_prior_cache, photo_prior, prior_cache_path, text_prior
 from utils.checkpoint import load_checkpoint
 from utils.config import ConfigError, PriorConfig
 
@@ -51,7 +52,7 @@ def tiny_prior_config(weights, tmp_path, mode="clip") -> dict:
 
 # --- the network ---------------------------------------------------------------------------------------------
 
-def test_seed_checkpoint_reproduces_reference_output(vectors_dir):
+def test_released_checkpoint_reproduces_reference_output(vectors_dir):
     path = vectors_dir / "mixcl_t_seed.pt"
     vector = torch.load(path, weights_only=True)
     model = build_model("mixcl-t", checkpoint=path).eval()
@@ -62,7 +63,7 @@ def test_seed_checkpoint_reproduces_reference_output(vectors_dir):
     assert torch.equal(output, flat_text)
 
 
-def test_seed_dead_parameters_are_dropped_and_unknown_ones_refused(vectors_dir):
+def test_released_dead_parameters_are_dropped_and_unknown_ones_refused(vectors_dir):
     state_dict = torch.load(vectors_dir / "mixcl_t_seed.pt", weights_only=True)["state_dict"]
     model = build_model("mixcl-t")
     converted = model.convert_checkpoint(state_dict)
@@ -144,8 +145,7 @@ def test_prior_modes():
 
 def test_single_image_prior_on_the_fly(tiny_clip, tiny_clip_weights, reside_samples, tmp_path):
     image = Image.open(sorted((reside_samples / "hazy").iterdir())[0])
-    model = build_model("mixcl-t", text_dim=32)
-    model.prior_config = tiny_prior_config(tiny_clip_weights, tmp_path)  # as load_model sets it from a checkpoint
+    model = build_model("mixcl-t", text_dim=32, prior=tiny_prior_config(tiny_clip_weights, tmp_path))
     feature = photo_prior(model, torch.device("cpu"))("photo.png", image)
     probabilities = tiny_clip.probabilities([image.convert("RGB")])
     assert probabilities[0].max() > 0.9  # a clear class (measured 0.9935), so the arg-max is not a near tie
@@ -190,7 +190,7 @@ def test_missing_weights_fail_early_with_instructions(monkeypatch, tmp_path):
     with pytest.raises(MissingWeightsError, match="nothing.bin does not exist"):
         ClipPrior.load("ViT-B-32", str(tmp_path / "nothing.bin"))
 
-    monkeypatch.setattr(clip_prior, "server_reachable", lambda url: False)
+    monkeypatch.setattr(prior.clip, "server_reachable", lambda url: False)
     monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *args, **kwargs: None)
     with pytest.raises(MissingWeightsError) as error:
         ClipPrior.load("ViT-B-32", "openai")
@@ -209,9 +209,10 @@ def test_training_with_each_prior_mode(mode, tiny_clip_weights, tmp_path):
     config = tiny_config(tmp_path / "run", "mixcl-t", prior=tiny_prior_config(tiny_clip_weights, tmp_path, mode))
     history = train.train(config)
     checkpoint = load_checkpoint(tmp_path / "run" / "last.pt")
-    assert checkpoint["model_args"] == ({"num_labels": 2} if mode == "labels" else {"text_dim": 32})
+    assert checkpoint["model_args"] == ({"num_labels": 2} if mode == "labels" else {"text_dim": 32}) | {
+        "prior": config.to_dict()["prior"]}  # the prior settings travel with the network's arguments
     model = load_model(tmp_path / "run" / "last.pt")
-    assert model.prior_config["mode"] == mode
+    assert model.prior == config.prior
     # the logged validation PSNR, recomputed from last.pt image by image in float64
     (val_set,), _ = attach_prior(config.prior, [build_training_sets(config.data)[1]])
     values = []
@@ -251,7 +252,9 @@ def test_demo_falls_back_to_labels_when_clip_weights_are_missing(tmp_path, capsy
     train.train(tiny_config(tmp_path / "run", "mixcl-t", prior=prior))
     out = capsys.readouterr().out
     assert out.count("absent.bin does not exist") == 1 and "Continuing with the `labels` prior" in out
-    assert load_checkpoint(tmp_path / "run" / "last.pt")["config"]["prior"]["mode"] == "labels"
+    checkpoint = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert checkpoint["model_args"]["prior"]["mode"] == load_model(tmp_path / "run" / "last.pt").prior.mode == "labels"
+    assert checkpoint["config"]["prior"]["mode"] == "clip"  # the config is kept as given, not rewritten
     with pytest.raises(MissingWeightsError):  # without the fallback, missing weights stop the run
         train.train(tiny_config(tmp_path / "strict" / "run", "mixcl-t", prior=prior | {"fallback_to_labels": False}))
 
@@ -263,7 +266,7 @@ def test_given_classes_take_their_text_features_without_running_clip_on_the_imag
     prior = PriorConfig(**tiny_prior_config(tiny_clip_weights, tmp_path, mode))
     (wrapped,), args = attach_prior(prior, [build_test_set(data)], class_of=lambda name: "outdoor")
     outdoor = tiny_clip.text_features[prior.classes.index("outdoor")]
-    assert args == {"text_dim": 32}
+    assert args == {"text_dim": 32, "prior": dataclasses.asdict(prior)}
     assert all(torch.allclose(wrapped[i]["prior"], outdoor, atol=1e-6) and wrapped[i]["domain"] == "outdoor"
                for i in range(3))
     assert not prior_cache_path(prior, data).exists()  # no image went through CLIP
@@ -284,7 +287,7 @@ def test_paired_training_and_test_script_use_the_prior_cache(tiny_clip_weights, 
     assert summary["images"] == 2
     test_cache = torch.load(prior_cache_path(PriorConfig(**prior), data), weights_only=True)
     (wrapped,), args = attach_prior(PriorConfig(**prior), [build_test_set(data)])
-    assert wrapped[0]["prior"].shape == (32,) and args == {"text_dim": 32}
+    assert wrapped[0]["prior"].shape == (32,) and args == {"text_dim": 32, "prior": dataclasses.asdict(PriorConfig(**prior))}
     # without a domain_labels.csv the per-domain rows follow the CLIP prior's class, and say so
     classes = [PriorConfig(**prior).classes[i] for i in test_cache["probabilities"].argmax(1).tolist()]
     assert [wrapped[i]["domain"] for i in range(2)] == classes

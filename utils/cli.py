@@ -6,14 +6,17 @@ This module imports nothing heavy, so that a script can answer --help before it 
 from __future__ import annotations
 
 import argparse
+import ast
+import functools
+import sys
 from pathlib import Path
 
-# The registered model names, for --help without importing PyTorch. tests/test_cli.py checks that this
-# list is the registry's (models/registry.py); a new model is added in both places.
-MODEL_NAMES = ("ka-net", "ka-net-tiny", "mixcl-b", "mixcl-l", "mixcl-s", "mixcl-t", "mixdehazenet-b", "mixdehazenet-l",
-               "mixdehazenet-s", "mixdehazenet-t")
-AMP_CHOICES = ("off", "fp16", "bf16")
+from .precision import AMP_NAMES
+
 BACKEND_CHOICES = ("pytorch", "onnxruntime")
+# Whole-image inference on the CPU above this size switches to tiles (memory: BENCHMARKS.md, "predict.py on large
+# photos"); predict.py's --max-whole-pixels changes it.
+MAX_WHOLE_PIXELS_CPU = 2_000_000
 
 
 class UserError(Exception):
@@ -23,11 +26,29 @@ class UserError(Exception):
 
 def run_reporting_user_errors(function, *args, **kwargs):
     """Call `function`; a UserError or an operating-system error (missing file, permission, full disk) ends
-    the program with its one-line message and exit status 1 instead of a traceback."""
+    the program with its one-line message and exit status 1 instead of a traceback, and Ctrl-C with one line
+    and status 130 (a script that can say more about what it kept catches KeyboardInterrupt itself)."""
     try:
         return function(*args, **kwargs)
     except (UserError, OSError) as e:
         raise SystemExit(f"error: {e}") from None
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
+
+
+@functools.cache
+def model_names() -> tuple[str, ...]:
+    """The registered model names, read from the constructors decorated with @register_model in models/*.py
+    without importing PyTorch, so that --help answers at once (tests/test_cli.py checks them against the
+    registry itself)."""
+    names = []
+    for path in sorted((Path(__file__).resolve().parents[1] / "models").glob("*.py")):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.FunctionDef) and any(
+                    isinstance(d, ast.Name) and d.id == "register_model" for d in node.decorator_list):
+                names.append(node.name.replace("_", "-"))
+    return tuple(sorted(names))
 
 
 def script_parser(description: str) -> argparse.ArgumentParser:
@@ -39,15 +60,16 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", type=Path, required=True,
                         help="a checkpoint of this project, or an official one (MixDehazeNet, MixCLDehazeNet, "
                              "KA-Net) with --model")
-    parser.add_argument("--model", choices=MODEL_NAMES, metavar="MODEL",
+    parser.add_argument("--model", choices=model_names(), metavar="MODEL",
                         help="the network an official checkpoint holds (this project's checkpoints name theirs): "
-                             + ", ".join(MODEL_NAMES))
+                             + ", ".join(model_names()))
 
 
 def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
     """--device, --amp, --backend, --label, --labels, --tile and --overlap: how the network runs on each image."""
     parser.add_argument("--device", help="cuda, cuda:1, cpu … (default: cuda when available, cpu for onnxruntime)")
-    parser.add_argument("--amp", choices=AMP_CHOICES, default="off", help="autocast dtype (default off: fp32, the protocol's)")
+    parser.add_argument("--amp", choices=AMP_NAMES, default="off",
+                        help="autocast: off (default: fp32, the protocol's), fp16 (CUDA; fp32 on the CPU) or bf16")
     parser.add_argument("--backend", choices=BACKEND_CHOICES, default="pytorch",
                         help="pytorch (default) or onnxruntime: the network's ONNX graph under ONNX Runtime, fp32 on the "
                              "CPU (faster there; tiles still run in PyTorch)")
@@ -58,6 +80,9 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tile", type=tile_size, default="auto",
                         help='"auto" (default: tiles when the whole image does not fit), "off", or a tile size in pixels')
     parser.add_argument("--overlap", type=int, default=64, help="pixels shared by neighbouring tiles (default 64)")
+    parser.add_argument("--no-keep-freed-memory", action="store_true",
+                        help="on the CPU, let glibc hand freed memory back to the system (lower resident memory, "
+                             "slower); by default it is kept for the next image (utils/cpu_memory.py)")
 
 
 def inference_options(args: argparse.Namespace) -> dict:
@@ -87,15 +112,35 @@ def run_name(checkpoint: Path) -> str:
     return checkpoint.stem
 
 
+def _result_name(path: Path, level: int) -> str:
+    """The stem (level 0), the name (1), or the name with its last level − 1 folders (a/x.jpg at 2: a-x.jpg)."""
+    if level == 0:
+        return path.stem
+    return "-".join(path.resolve().parts[-level:]) if level > 1 else path.name
+
+
+def result_names(inputs: list[Path]) -> dict[Path, str]:
+    """A distinct result name per input: its stem; its name where stems collide (x.jpg, x.png → x.jpg, x.png);
+    with as many of its folders as it takes where names collide too (a/x.jpg, b/x.jpg → a-x.jpg, b-x.jpg)."""
+    levels = dict.fromkeys(inputs, 0)
+    while True:
+        names = {p: _result_name(p, level) for p, level in levels.items()}
+        taken = list(names.values())
+        clashing = [p for p, n in names.items() if taken.count(n) > 1]
+        if not clashing:
+            return names
+        if all(levels[p] > len(p.resolve().parts) for p in clashing):
+            raise UserError(f"{clashing[0]} is given twice")
+        for p in clashing:
+            levels[p] += 1
+
+
 def output_paths(inputs: list[Path], folder: Path, suffix: str) -> dict[Path, Path]:
-    """Where each input's result goes: folder/<stem><suffix>, or folder/<name><suffix> for inputs that share a
-    stem (x.jpg and x.png → x.jpg.png, x.png.png), so that no result overwrites another. A result that would
-    overwrite an input is an error: nothing a user owns is overwritten."""
-    stems = [p.stem for p in inputs]
-    outputs = {p: folder / f"{p.stem if stems.count(p.stem) == 1 else p.name}{suffix}" for p in inputs}
+    """Where each input's result goes: folder/<result name><suffix> (result_names), so that no result overwrites
+    another. A result that would overwrite an input is an error: nothing a user owns is overwritten."""
+    outputs = {p: folder / f"{name}{suffix}" for p, name in result_names(inputs).items()}
     sources = {p.resolve() for p in inputs}
     clashes = [f"{target} (from {path})" for path, target in outputs.items() if target.resolve() in sources]
-    if len(set(outputs.values())) < len(outputs) or clashes:
-        raise UserError(f"results would overwrite input files: {', '.join(clashes[:5]) or 'two inputs share a name'}; "
-                        f"choose another output folder")
+    if clashes:
+        raise UserError(f"results would overwrite input files: {', '.join(clashes[:5])}; choose another output folder")
     return outputs

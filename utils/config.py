@@ -18,6 +18,8 @@ from typing import Any
 import yaml
 
 from .cli import UserError
+from .paths import unreadable_file
+from .precision import AMP_NAMES
 
 
 class ConfigError(UserError, ValueError):
@@ -63,14 +65,14 @@ class TrainConfig:
     sync_batchnorm: bool = False       # synchronise BatchNorm statistics across GPUs (CUDA, several processes)
     channels_last: bool = False        # NHWC memory format for the convolutions
     compile: bool = False              # torch.compile the model
-    keep_freed_cpu_memory: bool = True  # CPU runs: glibc reuses freed memory, no page faults (utils/cpu_memory.py)
+    keep_freed_cpu_memory: bool = True  # CPU runs: glibc keeps freed memory for reuse (utils/cpu_memory.py)
     ema_decay: float = 0.0             # > 0: keep an exponential moving average of the weights (evaluated, saved)
     max_skipped_steps: int = 20        # steps skipped for a non-finite loss before the run stops
 
 
 @dataclass
 class PriorConfig:
-    """The language prior of MixCL models (datasets/prior.py); "none" for plain backbones."""
+    """The language prior of MixCL models (prior/); "none" for plain backbones."""
     mode: str = "none"                 # "clip" (MixCLDehazeNet), "clip-soft", "labels" or "none"
     clip_model: str = "ViT-B-32"       # open_clip model name
     clip_pretrained: str = "openai"    # open_clip tag, or a weights file (e.g. under pretrained/)
@@ -123,15 +125,23 @@ def _coerce(kind: Any, value: Any, where: str):
         if value is None and type(None) in typing.get_args(kind):
             return None
         (kind,) = [k for k in typing.get_args(kind) if k is not type(None)]
+    if typing.get_origin(kind) in (dict, list):
+        return _coerce_container(kind, value, where)
+    return _coerce_scalar(kind, value, where)
+
+
+def _coerce_container(kind: Any, value: Any, where: str):
     if typing.get_origin(kind) is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
         return value
-    if typing.get_origin(kind) is list:
-        if not isinstance(value, list):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        (item,) = typing.get_args(kind)
-        return [_build(item, v, f"{where}[{i}].") for i, v in enumerate(value)]
+    if not isinstance(value, list):
+        raise ConfigError(f"{where}: expected a list, got {value!r}")
+    (item,) = typing.get_args(kind)
+    return [_build(item, v, f"{where}[{i}].") for i, v in enumerate(value)]
+
+
+def _coerce_scalar(kind: type, value: Any, where: str):
     if kind is float and not isinstance(value, bool):
         try:  # YAML reads 1e-4 (no dot) as a string; accept it and ints as floats
             number = float(value)
@@ -166,8 +176,8 @@ def load_config(path: Path | str | None, overrides: list[str] = ()) -> Config:
     values: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
+        if problem := unreadable_file(path):
+            raise ConfigError(f"config file {path}: {problem}")
         try:
             values = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as e:
@@ -206,22 +216,43 @@ def validate(config: Config) -> None:
         (train.lr > 0 and 0 < train.min_lr_ratio <= 1,
          f"train.lr must be > 0 and min_lr_ratio in (0, 1], got {train.lr}, {train.min_lr_ratio}"),
         (train.weight_decay >= 0, f"train.weight_decay must be ≥ 0, got {train.weight_decay}"),
-        (train.amp in ("fp16", "bf16", "off"), f"train.amp must be 'fp16', 'bf16' or 'off', got {train.amp!r}"),
+        (train.amp in AMP_NAMES, f"train.amp must be one of {', '.join(AMP_NAMES)}, got {train.amp!r}"),
         (train.micro_batch_size is None or 0 < train.micro_batch_size <= train.batch_size,
          f"train.micro_batch_size must lie in [1, batch_size], got {train.micro_batch_size}"),
-        (train.micro_batch_size is None or train.batch_size % train.micro_batch_size == 0,
-         f"train.batch_size {train.batch_size} is not a multiple of train.micro_batch_size {train.micro_batch_size}"),
         (0 <= train.ema_decay < 1, f"train.ema_decay must lie in [0, 1), got {train.ema_decay}"),
         (train.max_skipped_steps >= 0, f"train.max_skipped_steps must be ≥ 0, got {train.max_skipped_steps}"),
         (len(config.loss) > 0, "loss must list at least one term"),
-        (len({t.name for t in config.loss}) == len(config.loss), f"a loss is listed twice: {[t.name for t in config.loss]}"),
         (len(set(config.prior.classes)) == len(config.prior.classes) > 1,
          f"prior.classes must name at least two distinct classes, got {config.prior.classes}"),
         ("{c}" in config.prior.template, f"prior.template must contain {{c}}, got {config.prior.template!r}"),
     ]
     problems = [message for ok, message in checks if not ok]
+    for rule in (lambda: micro_batches(train.batch_size, train.micro_batch_size, 1),
+                 lambda: check_loss_names([t.name for t in config.loss])):
+        try:
+            rule()
+        except ConfigError as e:
+            problems.append(str(e))
     if problems:
         raise ConfigError("; ".join(problems))
+
+
+def micro_batches(batch_size: int, micro_batch_size: int | None, world_size: int) -> tuple[int, int]:
+    """(micro-batch size, accumulation steps) of one optimizer step over `batch_size` samples shared by
+    `world_size` processes: the batch must be a multiple of micro-batch × processes. Default micro-batch:
+    batch_size / processes."""
+    micro = micro_batch_size or batch_size // world_size
+    if micro < 1 or batch_size % (micro * world_size):
+        raise ConfigError(f"train.batch_size {batch_size} is not a multiple of train.micro_batch_size {micro} "
+                          f"× {world_size} process(es)")
+    return micro, batch_size // (micro * world_size)
+
+
+def check_loss_names(names: list[str]) -> None:
+    """Each loss term at most once (the terms are kept, weighted and logged by name)."""
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ConfigError(f"a loss is listed twice: {', '.join(repeated)} (in {names})")
 
 
 def changed_keys(old: dict, new: dict, prefix: str = "") -> list[str]:

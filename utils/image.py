@@ -78,6 +78,11 @@ def _orientation(path: Path) -> int:
     return orientation if orientation in range(1, 9) else 1
 
 
+def turns_sideways(path: Path | str) -> bool:
+    """Whether the file's EXIF orientation turns it by 90° (width and height swap when it is read)."""
+    return _orientation(Path(path)) in (5, 6, 7, 8)
+
+
 def _apply_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
     """Turn the stored pixels upright, as EXIF orientation 1–8 says (the transposes of PIL's exif_transpose)."""
     if orientation in (5, 6, 7, 8):
@@ -168,12 +173,6 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
 def to_unit_range(x: torch.Tensor) -> torch.Tensor:
     """Network range [-1, 1] → metric range [0, 1], clamping first as the evaluation protocol does."""
     return x.clamp(-1.0, 1.0) * 0.5 + 0.5
-
-
-def size_rule(model: torch.nn.Module) -> tuple[int, int]:
-    """(size multiple, minimum size) a network pads its input to: its `size_multiple` and `min_size` (1 for a
-    network without them)."""
-    return getattr(model, "size_multiple", 1), getattr(model, "min_size", 1)
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int, min_size: int = 1) -> torch.Tensor:

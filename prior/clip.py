@@ -1,5 +1,5 @@
-"""CLIP zero-shot domain prior (open_clip): which class ("indoor" / "outdoor") a hazy image shows, and the
-text feature of each class, as MixCLDehazeNet computes them:
+"""CLIP's zero-shot class of a hazy image (open_clip): which class ("indoor" / "outdoor") it shows, and the text
+feature of each class, as MixCLDehazeNet computes them:
 
     p = softmax(100 · cos(image embedding, text embedding of "a photo of a {class}"))
 
@@ -8,6 +8,7 @@ text feature of each class, as MixCLDehazeNet computes them:
 """
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .weights import WEIGHTS_DIR, MissingWeightsError, server_reachable
+from models.weights import WEIGHTS_DIR, MissingWeightsError, server_reachable
+from utils.config import PriorConfig
 
 DEFAULT_MODEL = "ViT-B-32"
 DEFAULT_PRETRAINED = "openai"
@@ -102,3 +104,19 @@ class ClipPrior:
         batch = torch.stack([self.preprocess(image) for image in images]).to(self.device)
         features = F.normalize(self.model.encode_image(batch).float(), dim=-1).cpu()
         return (LOGIT_SCALE * features @ self.text_features.T).softmax(dim=-1)
+
+
+@functools.lru_cache(maxsize=2)
+def _load(model: str, pretrained: str, classes: tuple[str, ...], template: str, device: str) -> ClipPrior:
+    return ClipPrior.load(model, pretrained, classes, template, device)
+
+
+def load_clip(prior: PriorConfig, device: torch.device | str = "cpu") -> ClipPrior:
+    """The CLIP classifier of a prior's settings, loaded once per process (and device)."""
+    return _load(prior.clip_model, prior.clip_pretrained, tuple(prior.classes), prior.template, str(device))
+
+
+def clip_metadata(prior: PriorConfig) -> dict:
+    """What a CLIP result depends on, recorded in its cache: classes, prompt template, model and weights."""
+    return {"classes": list(prior.classes), "template": prior.template, "model": prior.clip_model,
+            "pretrained": prior.clip_pretrained}

@@ -1,0 +1,95 @@
+"""Why a path cannot be used: one answer for every script, so that each refusal names the true reason (missing,
+a broken link, a folder where a file is wanted, permission denied), and the output folders a run owns."""
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import socket
+from pathlib import Path
+
+from .cli import UserError
+
+LOCK_FILE = ".lock"  # in an output folder: held (flock) by the run writing there, released by the kernel at its end
+
+
+def unreadable_file(path: Path | str) -> str | None:
+    """Why `path` cannot be read as a file, or None when it can."""
+    path = Path(path)
+    if not path.exists():
+        return "a broken link (it points to nothing)" if path.is_symlink() else "no such file"
+    if path.is_dir():
+        return "a folder, not a file"
+    try:
+        with open(path, "rb"):
+            pass
+    except PermissionError:
+        return "permission denied: this user may not read it"
+    except OSError as e:
+        return f"cannot be read ({e.strerror})"
+    return None
+
+
+def check_readable(path: Path | str, what: str = "file") -> Path:
+    """`path`, or a UserError naming it and why it cannot be read."""
+    problem = unreadable_file(path)
+    if problem:
+        raise UserError(f"{what} {path}: {problem}")
+    return Path(path)
+
+
+def _folder_problem(folder: Path) -> str | None:
+    """Why `folder` cannot become an output folder, or None: it, or its nearest existing parent, must be a
+    writable folder."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is a file, not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{'it' if existing == folder else existing} cannot be written by this user (permission denied)"
+    return None
+
+
+class OutputFolder:
+    """An output folder owned by this process while the `with` block runs: created if needed, then locked with
+    flock on its .lock file, so that a second run into it stops at once (the kernel releases the lock when this
+    process ends, even by kill -9). On leaving with an error, a folder this process created and left empty is
+    removed again."""
+
+    def __init__(self, folder: Path | str, purpose: str = "output folder"):
+        self.folder, self.purpose = Path(folder), purpose
+        self.created: list[Path] = []
+        self.handle = None
+
+    def __enter__(self) -> Path:
+        problem = _folder_problem(self.folder)
+        if problem:
+            raise UserError(f"{self.purpose} {self.folder}: {problem}; choose another one")
+        missing = [p for p in (self.folder, *self.folder.parents) if not p.exists()]
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.created = missing
+        self.handle = open(self.folder / LOCK_FILE, "a+")  # held open while the run lasts
+        try:
+            fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            self.handle.seek(0)
+            holder = self.handle.read().strip() or "another process"
+            self.handle.close()
+            if e.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            raise UserError(f"{self.purpose} {self.folder} is in use by {holder}: wait for it to finish, or choose "
+                            f"another one") from None
+        self.handle.seek(0)
+        self.handle.truncate()
+        self.handle.write(f"process {os.getpid()} on {socket.gethostname()}\n")
+        self.handle.flush()
+        return self.folder
+
+    def __exit__(self, kind, error, traceback) -> None:
+        if error is not None and self.created and {p.name for p in self.folder.iterdir()} == {LOCK_FILE}:
+            (self.folder / LOCK_FILE).unlink()
+            for folder in self.created:  # innermost first
+                if not any(folder.iterdir()):
+                    folder.rmdir()
+        self.handle.close()
