@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import sys
 from pathlib import Path
 
 from tqdm import tqdm
@@ -143,8 +144,9 @@ def main(argv=None) -> dict:
     try:
         return run(args)
     except KeyboardInterrupt:
-        raise SystemExit(f"interrupted: {output_folder(args) / 'images'} holds the images dehazed so far; no scores "
-                         f"were written (test.py starts over when run again)") from None
+        print(f"interrupted: {output_folder(args) / 'images'} holds the images dehazed so far; no scores were written "
+              f"(test.py starts over when run again)", file=sys.stderr)
+        raise SystemExit(130) from None
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -116,7 +117,8 @@ def main(argv=None) -> None:
     try:
         train(config, resume=args.resume)
     except KeyboardInterrupt:
-        raise SystemExit(interrupted(args.config, Path(config.out_dir))) from None
+        print(interrupted(args.config, Path(config.out_dir)), file=sys.stderr)
+        raise SystemExit(130) from None
 
 
 if __name__ == "__main__":

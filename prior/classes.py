@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from utils.cli import UserError
+from utils.paths import unreadable_file
 
 PRIOR_MODES = ("clip", "clip-soft", "labels", "none")
 DOMAIN_LABELS_FILE = "domain_labels.csv"  # per split folder, rows `name,class`: the `labels` prior, per-domain scores
@@ -20,8 +21,8 @@ class PriorError(UserError, ValueError):
 def read_domain_labels(path: Path | str, classes: Sequence[str] | None = None) -> dict[str, str]:
     """name → class from a `name,class` CSV (e.g. `indoor`/`outdoor`); `classes`: the allowed ones."""
     path = Path(path)
-    if not path.is_file():
-        raise PriorError(f"{path} is missing: a CSV of `name,class` rows is needed here")
+    if problem := unreadable_file(path):
+        raise PriorError(f"{path}: {problem}; a CSV of `name,class` rows is needed here")
     with open(path, newline="") as f:
         rows = [row for row in csv.reader(f) if row]
     malformed = [",".join(row) for row in rows if len(row) != 2]

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from utils.cli import run_reporting_user_errors
 from utils.config import ConfigError
+from utils.paths import check_readable
 
 METRICS = ("psnr", "ssim")
 
@@ -31,8 +32,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def read_scores(path: Path) -> dict[str, dict]:
     """name → row (psnr and ssim as floats) of a test.py per_image.csv."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist")
+    check_readable(path, "per-image scores")
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     missing = [c for c in ("name", *METRICS) if not rows or c not in rows[0]]

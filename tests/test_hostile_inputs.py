@@ -7,8 +7,10 @@ import os
 import random
 import re
 import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -124,14 +126,15 @@ def case_train_exif_rotates_one_side_of_a_pair(tmp):
         save_with_orientation(root / "hazy" / "00.png", np.asarray(Image.open(root / "hazy" / "00.png").resize((56, 48))), 6)
         Image.open(root / "GT" / "00.png").resize((56, 48)).save(root / "GT" / "00.png")
     return train.main, train_argv(tmp, training_data(tmp, rotate)), \
-        r"train/hazy/00.png: size 48×56 differs from .*train/GT/00.png \(56×48\)"
+        r"train/hazy/00.png: size 48×56 differs from .*train/GT/00.png \(56×48\) once EXIF orientation is applied " \
+        r"\(.*train/hazy/00.png's EXIF orientation turns it by 90°\)"
 
 
 def case_train_broken_link_pair(tmp):
     def links(root):
         for folder in ("GT", "hazy"):
             (root / folder / "09.png").symlink_to(root / "gone.png")
-    return train.main, train_argv(tmp, training_data(tmp, links)), r"train/GT/09.png: no such file \(or a broken link\)"
+    return train.main, train_argv(tmp, training_data(tmp, links)), r"train/GT/09.png: a broken link \(it points to nothing\)"
 
 
 def case_train_infinite_learning_rate(tmp):
@@ -159,7 +162,39 @@ def case_train_yaml_syntax_error(tmp):
 
 
 def case_train_out_dir_not_writable(tmp):
-    return train.main, train_argv(tmp, None, "out_dir=/sys/mixcl-run"), r"\[Errno 1\] Operation not permitted: '/sys/mixcl-run'"
+    return train.main, train_argv(tmp, None, "out_dir=/sys/mixcl-run"), \
+        r"out_dir /sys/mixcl-run cannot be created or written \(Operation not permitted\)"
+
+
+def case_predict_out_cannot_be_created(tmp):
+    return predict.main, [photos(tmp / "in"), "--checkpoint", write_checkpoint(tmp / "net.pt"), "--out", "/sys/mixcl-out"], \
+        r"output folder /sys/mixcl-out cannot be created or written"
+
+
+def case_train_config_is_a_folder(tmp):
+    (tmp / "configs").mkdir()
+    return train.main, [tmp / "configs"], r"config file .*configs: a folder, not a file"
+
+
+def case_predict_a_folder_named_like_a_photo(tmp):
+    (photos(tmp / "in") / "album.png").mkdir()
+    return predict.main, [tmp / "in", "--checkpoint", write_checkpoint(tmp / "net.pt"), "--out", tmp / "out"], \
+        r"1 problem\(s\):\n  .*in/album.png: a folder, not a file"
+
+
+def case_train_holdout_leaves_no_training_pair(tmp):
+    data = tmp / "data"
+    make_pairs(data / "train", count=1, size=(48, 48))
+    return train.main, train_argv(tmp, data, "data.validation=holdout"), \
+        r"train.batch_size 4 needs at least that many training samples: data.holdout_fraction 0.02 holds 1 of the 1 " \
+        r"pairs in .*/train out for validation, leaving 0"
+
+
+def case_test_checkpoint_naming_no_model(tmp):
+    path = tmp / "net.pt"
+    save_checkpoint(path, {"model_name": None, "model_args": {}, "model": build_model("mixdehazenet-t").state_dict()})
+    return test_script.main, ["--checkpoint", path, "--data", make_pairs(tmp / "test", count=1), "--out", tmp / "out"], \
+        r"net.pt names no model this project knows \(model_name None"
 
 
 def checkpoint_case(make):
@@ -214,12 +249,15 @@ def test_bad_input_is_named_before_any_work(case, tmp_path, vectors_dir, monkeyp
     if case.startswith("checkpoint "):
         expected += ".*" + CHECKPOINTS[case.removeprefix("checkpoint ")][1]
     before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and not p.is_symlink()}
+    folders_before = {p for p in tmp_path.rglob("*") if p.is_dir()}
     message = user_error(main, argv)
     assert re.search(expected, message), message
     assert "Traceback" not in message and "weights_only" not in message and "file an issue" not in message
     assert all(p.read_bytes() == data for p, data in before.items())  # nothing the user owns was changed
     written = [p for p in tmp_path.rglob("*") if p not in before and p.is_file()]
     assert not [p for p in written if p.suffix in (".png", ".jpg", ".pt", ".csv")], written  # no work was done
+    left = [p for p in tmp_path.rglob("*") if p.is_dir() and p not in folders_before]
+    assert not left, left  # no empty output folder is left behind
 
 
 # --- inputs that are fine and must come out right --------------------------------------------------------------
@@ -364,3 +402,158 @@ def test_user_errors_are_one_line_without_a_traceback_from_the_command_line(tmp_
                             cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 1 and result.stderr == (
         f"error: checkpoint {checkpoint} is damaged or truncated, or not a PyTorch file\n")
+
+
+# --- the true reason for every refusal, from the command line ----------------------------------------------------
+
+def without_root_privileges() -> list[str]:
+    """A command prefix under which file permissions apply to this process (root bypasses them): none for an
+    ordinary user; for root, setpriv dropping the capabilities that override permissions."""
+    if os.geteuid() != 0:
+        return []
+    if subprocess.run(["setpriv", "--version"], capture_output=True).returncode != 0:
+        pytest.skip("running as root without util-linux's setpriv: file permissions cannot be made to apply")
+    return ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
+
+
+def one_line_error(command: list, cwd=ROOT) -> str:
+    result = subprocess.run([str(c) for c in command], cwd=cwd, capture_output=True, text=True)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr and result.stderr.startswith("error: "), result.stderr
+    return result.stderr
+
+
+def test_a_file_the_user_may_not_read_is_named_so_by_every_script(tmp_path):
+    checkpoint = write_checkpoint(tmp_path / "net.pt")
+    folder = photos(tmp_path / "in")
+    (folder / "b.jpg").chmod(0)
+    data = make_pairs(tmp_path / "test", count=2)
+    (data / "hazy" / "01.png").chmod(0)
+    (tmp_path / "config.yaml").write_text(json.dumps(tiny_config(tmp_path / "run", data={
+        "dataset": "paired", "root": str(tmp_path), "train_split": "test"}).to_dict()))
+    prefix = [*without_root_privileges(), sys.executable]
+    runs = {"predict.py": [folder, "--checkpoint", checkpoint, "--out", tmp_path / "p"],
+            "evaluate_real.py": [folder, "--checkpoint", checkpoint, "--out", tmp_path / "r"],
+            "test.py": ["--checkpoint", checkpoint, "--data", data, "--out", tmp_path / "t"],
+            "train.py": [tmp_path / "config.yaml"]}
+    for script, argv in runs.items():
+        message = one_line_error([*prefix, script, *argv])
+        assert re.search(r"(in/b.jpg|hazy/01.png): permission denied: this user may not read it", message), (script, message)
+    (tmp_path / "secret.pt").write_bytes(checkpoint.read_bytes())
+    (tmp_path / "secret.pt").chmod(0)
+    message = one_line_error([*prefix, "predict.py", photos(tmp_path / "readable"), "--checkpoint", tmp_path / "secret.pt"])
+    assert "checkpoint" in message and "secret.pt: permission denied" in message
+
+
+def test_decoder_noise_never_comes_before_the_error(tmp_path):
+    folder = photos(tmp_path / "in")
+    truncated_jpeg(folder / "c.jpg")
+    (folder / "tga.png").write_bytes(b"\x00\x00\x02" + bytes(115))
+    message = one_line_error([sys.executable, "predict.py", folder, "--checkpoint", write_checkpoint(tmp_path / "net.pt"),
+                              "--out", tmp_path / "out"])
+    assert message.splitlines() == [
+        "error: 2 problem(s):", f"  {folder / 'c.jpg'}: damaged or truncated JPEG (Premature end of JPEG file)",
+        f"  {folder / 'tga.png'}: cannot be decoded as an image (damaged, or not an image format OpenCV reads)"]
+
+
+def test_outputs_are_checked_writable_before_the_first_photo(tmp_path, monkeypatch):
+    monkeypatch.chdir("/sys")  # no --out: results/ would go in the working folder, which cannot be written
+    checkpoint = write_checkpoint(tmp_path / "net.pt")
+    dehazed = []
+    monkeypatch.setattr("inference.Dehazer.__call__", lambda self, *a, **k: dehazed.append(1))
+    for main in (predict.main, evaluate_real.main):
+        message = user_error(main, [photos(tmp_path / "in"), "--checkpoint", checkpoint])
+        assert "output folder results/net/" in message and "cannot be created or written" in message
+    assert user_error(test_script.main, ["--checkpoint", checkpoint, "--data", make_pairs(tmp_path / "t", count=1)])
+    assert not dehazed
+
+
+def test_photos_sharing_a_name_in_different_folders_get_distinct_results(tmp_path):
+    photos(tmp_path / "a", ("x.jpg",))
+    (tmp_path / "b").mkdir()
+    Image.fromarray(UPRIGHT[::-1].copy()).save(tmp_path / "b" / "x.jpg")
+    written = predict.main([str(tmp_path / "a" / "x.jpg"), str(tmp_path / "b" / "x.jpg"), "--checkpoint",
+                            str(write_checkpoint(tmp_path / "net.pt")), "--out", str(tmp_path / "out")])
+    assert [p.name for p in written] == ["a-x.jpg.png", "b-x.jpg.png"]
+    assert np.abs(read_image(written[0]) - read_image(written[1])).mean() > 0.01  # each its own photo's result
+
+
+def test_a_state_dict_saved_from_data_parallel_loads(tmp_path):
+    net = build_model("mixdehazenet-t").eval()
+    torch.save(torch.nn.DataParallel(net).state_dict(), tmp_path / "dp.pth")  # keys "module.stem.weight", ...
+    loaded = load_model(tmp_path / "dp.pth", "mixdehazenet-t")
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in net.state_dict().items())
+
+
+# --- one run per output folder --------------------------------------------------------------------------------------
+
+def start_training(tmp_path: Path, name: str, seed: int, epochs: int) -> tuple[subprocess.Popen, Path]:
+    """train.py in a child process on tiny synthetic data; returns it once it holds its out_dir's lock."""
+    out_dir = tmp_path / "run"
+    config = tiny_config(out_dir, train={"epochs": epochs, "seed": seed})
+    (tmp_path / f"{name}.yaml").write_text(json.dumps(config.to_dict()))
+    child = subprocess.Popen([sys.executable, "train.py", str(tmp_path / f"{name}.yaml")], cwd=ROOT,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    for _ in range(600):
+        if (out_dir / ".lock").is_file() and f"process {child.pid} " in (out_dir / ".lock").read_text():
+            return child, tmp_path / f"{name}.yaml"
+        if child.poll() is not None:
+            raise AssertionError(child.stderr.read())
+        time.sleep(0.05)
+    raise AssertionError("the training run never took its out_dir")
+
+
+def test_a_second_run_into_the_same_out_dir_stops_at_once(tmp_path):
+    first, _ = start_training(tmp_path, "first", seed=1, epochs=12)
+    (tmp_path / "second.yaml").write_text(json.dumps(tiny_config(tmp_path / "run", train={"seed": 2}).to_dict()))
+    message = one_line_error([sys.executable, "train.py", tmp_path / "second.yaml"])
+    assert message == f"error: out_dir {tmp_path / 'run'} is in use by process {first.pid} on {socket.gethostname()}: " \
+                      f"wait for it to finish, or choose another one\n"
+    assert first.wait(timeout=300) == 0, first.stderr.read()
+    checkpoint = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert checkpoint["epoch"] == 12 and checkpoint["config"]["train"]["seed"] == 1  # the first run's, whole
+
+
+def test_a_killed_run_leaves_its_out_dir_to_the_next(tmp_path):
+    first, config = start_training(tmp_path, "first", seed=1, epochs=1000)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    last = tmp_path / "run" / "last.pt"
+    epochs = load_checkpoint(last)["epoch"] + 1 if last.exists() else 1
+    train.main([str(config), f"train.epochs={epochs}", *(["--resume"] if last.exists() else [])])  # takes the lock
+    assert load_checkpoint(last)["epoch"] == epochs
+
+
+# --- Ctrl-C ------------------------------------------------------------------------------------------------------------
+
+def test_ctrl_c_in_train_py_says_in_one_line_what_was_kept(tmp_path):
+    config = tiny_config(tmp_path / "run", train={"epochs": 1000})
+    (tmp_path / "config.yaml").write_text(json.dumps(config.to_dict()))
+    child = subprocess.Popen([sys.executable, "train.py", str(tmp_path / "config.yaml")], cwd=ROOT,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    for _ in range(1200):
+        if (tmp_path / "run" / "history.jsonl").is_file() or child.poll() is not None:
+            break
+        time.sleep(0.05)
+    child.send_signal(signal.SIGINT)
+    stderr = child.communicate(timeout=60)[1]
+    epoch = load_checkpoint(tmp_path / "run" / "last.pt")["epoch"]
+    assert child.returncode == 130 and "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+    assert stderr.rstrip("\n").rsplit("\n", 1)[-1].split("\r")[-1].strip() == (
+        f"interrupted: {tmp_path / 'run' / 'last.pt'} holds epoch {epoch}; continue with: python train.py "
+        f"{tmp_path / 'config.yaml'} --resume")
+
+
+def test_ctrl_c_in_test_py_says_in_one_line_what_was_kept(tmp_path, monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+        yield
+    monkeypatch.setattr("engine.evaluate", interrupted)
+    checkpoint = write_checkpoint(tmp_path / "net.pt")
+    with pytest.raises(SystemExit) as stop:
+        test_script.main(["--checkpoint", str(checkpoint), "--data", str(make_pairs(tmp_path / "t", count=1)),
+                          "--out", str(tmp_path / "out")])
+    assert stop.value.code == 130
+    last_line = capsys.readouterr().err.rstrip("\n").rsplit("\n", 1)[-1]  # after the progress bar
+    assert last_line == (f"interrupted: {tmp_path / 'out' / 'images'} holds the images dehazed so far; no scores were "
+                         f"written (test.py starts over when run again)")

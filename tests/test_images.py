@@ -77,9 +77,14 @@ def test_damaged_and_impossible_files_are_named(tmp_path):
     assert problems["zeroed.jpg"].startswith("damaged or truncated JPEG (Corrupt JPEG data")
     assert problems["tga.png"].startswith("cannot be decoded as an image")
     assert problems["huge.png"] == "its header claims 100000×100000 pixels, more than 268,435,456; refusing to decode it"
-    assert problems["link.png"] == "no such file (or a broken link)"
-    with pytest.raises(ImageError, match="link.png: no such file"):
+    assert problems["link.png"] == "a broken link (it points to nothing)"
+    with pytest.raises(ImageError, match="link.png: a broken link"):
         read_image(tmp_path / "link.png")
+    with pytest.raises(ImageError, match="gone.png: no such file"):
+        read_image(tmp_path / "gone.png")
+    (tmp_path / "album.png").mkdir()
+    with pytest.raises(ImageError, match="album.png: a folder, not a file"):
+        read_image(tmp_path / "album.png")
 
 
 def rotated_pair(root, exif: bool):

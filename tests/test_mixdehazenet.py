@@ -1,3 +1,5 @@
+"""MixDehazeNet: the official architecture and checkpoints, any input size, the depthwise layers' CPU backward, and
+loading checkpoints of this project."""
 import pytest
 import torch
 import torch.nn as nn
@@ -6,6 +8,7 @@ import torch.nn.functional as F
 from models import build_model, list_models, load_model
 from models.layers import DilatedDepthwiseConv2d
 from models.mixdehazenet import convert_official_state_dict
+from utils.checkpoint import CheckpointError
 from utils.image import pad_to_multiple
 
 from .conftest import write_checkpoint
@@ -88,7 +91,7 @@ def test_checkpoint_of_another_model_is_refused(tmp_path):
 def test_unknown_model_and_missing_checkpoint_are_clear(tmp_path):
     with pytest.raises(KeyError, match="unknown model 'mixdehazenet-x'"):
         build_model("mixdehazenet-x")
-    with pytest.raises(FileNotFoundError, match="nothing.pt does not exist"):
+    with pytest.raises(CheckpointError, match="checkpoint .*nothing.pt: no such file"):
         build_model("mixdehazenet-t", checkpoint=tmp_path / "nothing.pt")
 
 

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from .cli import UserError
+from .paths import unreadable_file
 
 CHECKPOINT_FORMAT = "mixcl-dehaze/1"
 
@@ -70,8 +71,8 @@ def write_text_atomically(path: Path | str, text: str) -> None:
 def load_checkpoint(path: Path | str) -> dict[str, Any]:
     """Load any checkpoint file (this project's or a foreign one) onto the CPU, tensors and plain data only."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    if problem := unreadable_file(path):
+        raise CheckpointError(f"checkpoint {path}: {problem}")
     if path.stat().st_size == 0:
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes): a copy or download did not finish")
     damaged = CheckpointError(f"checkpoint {path} is damaged or truncated, or not a PyTorch file")

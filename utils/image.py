@@ -15,10 +15,15 @@ protocol does, and one rule covers every kind of file:
   should look like is not in the file.
 `check_image` goes further before a run starts: JPEGs are also decoded strictly, so that truncated or
 corrupted data (which OpenCV decodes into garbage with only a line on stderr) is reported with the file name.
+What OpenCV and libjpeg print while decoding is silenced: the error this module raises says it, naming the file.
 """
 from __future__ import annotations
 
+import contextlib
 import glob
+import os
+import threading
+import warnings
 from pathlib import Path
 
 import cv2
@@ -29,6 +34,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .cli import UserError
+from .paths import unreadable_file
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 MAX_PIXELS = 2**28  # 268 megapixels; a header claiming more is refused before anything is decoded
@@ -51,7 +57,10 @@ def find_images(inputs: list[str]) -> list[Path]:
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            matches = sorted(p for p in path.iterdir() if is_image_file(p))
+            try:
+                matches = sorted(p for p in path.iterdir() if is_image_file(p))
+            except PermissionError:
+                raise ImageError(f"{item}: permission denied: this user may not list this folder") from None
         elif path.is_file():
             matches = [path]
         else:
@@ -65,7 +74,8 @@ def find_images(inputs: list[str]) -> list[Path]:
 def _orientation(path: Path) -> int:
     """The EXIF orientation (1–8, 1 = upright), read from the header; also refuses oversized images."""
     try:
-        with Image.open(path) as image:
+        with warnings.catch_warnings(), Image.open(path) as image:  # e.g. "Corrupt EXIF data": decoding decides
+            warnings.simplefilter("ignore")
             width, height = image.size
             if width * height > MAX_PIXELS:
                 raise ImageError(f"{path}: its header claims {width}×{height} pixels, more than {MAX_PIXELS:,}; "
@@ -91,13 +101,38 @@ def _apply_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
     return np.flip(image, flip) if flip else image
 
 
+_quiet = {"lock": threading.Lock(), "users": 0, "saved": None}
+
+
+@contextlib.contextmanager
+def native_stderr_silenced():
+    """Send what C libraries write to stderr (OpenCV's log, libjpeg's warnings) to /dev/null inside the block:
+    this module's own error names the file and says it better. Safe with several decoding threads: stderr is
+    restored when the last one leaves."""
+    with _quiet["lock"]:
+        if _quiet["users"] == 0:
+            _quiet["saved"] = os.dup(2)
+            with open(os.devnull, "wb") as null:
+                os.dup2(null.fileno(), 2)
+        _quiet["users"] += 1
+    try:
+        yield
+    finally:
+        with _quiet["lock"]:
+            _quiet["users"] -= 1
+            if _quiet["users"] == 0:
+                os.dup2(_quiet["saved"], 2)
+                os.close(_quiet["saved"])
+
+
 def read_image(path: Path | str) -> np.ndarray:
     """The image at `path` as float32 RGB H×W×3 in [0, 1], by the rules in this module's docstring."""
     path = Path(path)
-    if not path.is_file():
-        raise ImageError(f"{path}: no such file (or a broken link)")
+    if problem := unreadable_file(path):
+        raise ImageError(f"{path}: {problem}")
     orientation = _orientation(path)
-    stored = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    with native_stderr_silenced():
+        stored = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if stored is None:
         raise ImageError(f"{path}: cannot be decoded as an image (damaged, or not an image format OpenCV reads)")
     if stored.dtype == np.uint8:

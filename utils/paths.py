@@ -67,9 +67,13 @@ class OutputFolder:
         if problem:
             raise UserError(f"{self.purpose} {self.folder}: {problem}; choose another one")
         missing = [p for p in (self.folder, *self.folder.parents) if not p.exists()]
-        self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self.handle = open(self.folder / LOCK_FILE, "a+")  # held open while the run lasts
+        except OSError as e:
+            raise UserError(f"{self.purpose} {self.folder} cannot be created or written ({e.strerror}); choose "
+                            f"another one") from None
         self.created = missing
-        self.handle = open(self.folder / LOCK_FILE, "a+")  # held open while the run lasts
         try:
             fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
