@@ -108,8 +108,8 @@ def _label_priors(prior: PriorConfig, names: list[str], class_of: Callable[[str]
 
 def _given_class_priors(prior: PriorConfig, names: list[str], class_of: Callable[[str], str],
                         device) -> tuple[list, list[str], dict]:
-    """The classes are given: only the class texts go through CLIP, no image."""
-    text_features = load_clip(prior, device).text_features
+    """The classes are given: only the class texts go through CLIP (when their features are not recorded), no image."""
+    text_features = class_text_features(prior, device)
     priors = list(text_prior(one_hot(names, class_of, prior.classes), text_features, prior.mode))
     return priors, [class_of(n) for n in names], {"text_dim": text_features.shape[1]}
 
@@ -143,4 +143,13 @@ def attach_prior(prior: PriorConfig, datasets: list[Dataset], device: torch.devi
                                        else split_prior_cache(prior, folder, device))
             priors, classes, model_args = _clip_priors(prior, names, clip_caches[folder])
         wrapped.append(WithFields(dataset, prior=dict(zip(names, priors)), domain=dict(zip(names, classes))))
-    return wrapped, model_args | {"prior": dataclasses.asdict(prior)}
+    features = None if prior.mode == "labels" else class_text_features(prior, device, clip_caches).tolist()
+    return wrapped, model_args | {"prior": dataclasses.asdict(dataclasses.replace(prior, text_features=features))}
+
+
+def class_text_features(prior: PriorConfig, device, caches: dict | None = None) -> torch.Tensor:
+    """K×D text features of the prior's classes: recorded in the settings, else from a CLIP cache, else CLIP's."""
+    if prior.text_features is not None:
+        return torch.tensor(prior.text_features)
+    cached = next((cache["text_features"] for cache in (caches or {}).values()), None)
+    return cached if cached is not None else load_clip(prior, device).text_features

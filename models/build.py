@@ -9,6 +9,7 @@ import torch
 from utils.checkpoint import CheckpointError, is_project_checkpoint, load_checkpoint
 
 from .interface import DehazingNetwork
+from .pretrained import from_pretrained, is_pretrained_reference
 from .registry import canonical_name, create_model, list_models
 
 
@@ -22,20 +23,32 @@ def build_model(name: str, checkpoint: Path | str | None = None, **kwargs) -> De
 
 def load_model(checkpoint: Path | str, name: str | None = None) -> DehazingNetwork:
     """The network stored in `checkpoint`, in eval mode (a CheckpointError says why it cannot be loaded). This
-    project's checkpoints name their model and its constructor arguments (a MixCL network's prior settings among
+    project's checkpoints and model folders (a folder, or a Hugging Face repository id "org/name":
+    models/pretrained.py) name their model and its constructor arguments (a MixCL network's prior settings among
     them); for an official checkpoint pass `name` (e.g. "mixdehazenet-s")."""
-    contents = load_checkpoint(checkpoint)
+    if is_pretrained_reference(checkpoint):
+        model = from_pretrained(checkpoint)
+        if name is not None and canonical_name(name) != model.model_name:
+            raise CheckpointError(f"{checkpoint} holds a {model.model_name!r} model, not {name!r} (drop --model: model "
+                                  f"folders name their model)")
+        return model
+    model, _ = checkpoint_model(load_checkpoint(checkpoint), checkpoint, name)
+    return model
+
+
+def checkpoint_model(contents: dict[str, Any], source: Path | str, name: str | None = None) -> tuple[DehazingNetwork, dict]:
+    """(the network of a loaded checkpoint in eval mode, the constructor arguments it was built with)."""
     if is_project_checkpoint(contents):
-        model_name, arguments = project_model(contents, checkpoint)
+        model_name, arguments = project_model(contents, source)
         name = name or model_name  # a different `name` is refused by load_weights
-        model = create_model(model_name, **arguments)
     elif name is None:
-        raise CheckpointError(f"{checkpoint} is not a checkpoint of this project: pass the model it holds with --model "
+        raise CheckpointError(f"{source} is not a checkpoint of this project: pass the model it holds with --model "
                               f"(model name in Python), e.g. mixdehazenet-s")
     else:
-        model = create_model(name)
-    load_weights(model, name, contents, source=checkpoint)
-    return model.eval()
+        model_name, arguments = name, {}
+    model = create_model(model_name, **arguments)
+    load_weights(model, name, contents, source=source)
+    return model.eval(), arguments
 
 
 def project_model(contents: dict[str, Any], source: Path | str) -> tuple[str, dict]:

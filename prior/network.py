@@ -28,6 +28,9 @@ def photo_prior(model: DehazingNetwork, device: torch.device, label: str | None 
             raise PriorError(f"this checkpoint was trained with the `labels` prior: give each photo's class with "
                              f"--label or --labels (label= in Python), one of {prior.classes}")
         return lambda name, image: torch.tensor([prior.classes.index(class_of(name))], device=device)
+    if class_of is not None and prior.text_features is not None:  # the class is given: no CLIP needed
+        features = torch.tensor(prior.text_features)
+        return lambda name, image: text_prior(one_hot([name], class_of, prior.classes), features, prior.mode).to(device)
     clip = load_clip(prior, device)
 
     def prior_of(name: str, image: Image.Image) -> torch.Tensor:

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from utils.cli import run_reporting_user_errors, script_parser
 from utils.config import ConfigError
+from utils.paths import OutputFolder
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -63,15 +64,16 @@ def main(args: argparse.Namespace) -> None:
         raise FileExistsError(f"{args.out / HAZY_DIR} is not empty: choose another --out")
     rng = np.random.default_rng(args.seed)
     records = []
-    for name in tqdm(clean.names, desc="synthesize", dynamic_ncols=True):
-        clear, depth = clean.load(name)
-        for k in range(args.variants):
-            hazy, params = model.synthesize(clear, depth, rng)
-            out_name = f"{Path(name).stem}_{k}.png"
-            write_image(args.out / CLEAR_DIR / out_name, clear)
-            write_image(args.out / HAZY_DIR / out_name, hazy)
-            records.append({"name": out_name, "source": name, "depth": depth is not None, **params.to_dict()})
-    (args.out / "haze_parameters.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    with OutputFolder(args.out):  # this run's alone, and writable, before the first image
+        for name in tqdm(clean.names, desc="synthesize", dynamic_ncols=True):
+            clear, depth = clean.load(name)
+            for k in range(args.variants):
+                hazy, params = model.synthesize(clear, depth, rng)
+                out_name = f"{Path(name).stem}_{k}.png"
+                write_image(args.out / CLEAR_DIR / out_name, clear)
+                write_image(args.out / HAZY_DIR / out_name, hazy)
+                records.append({"name": out_name, "source": name, "depth": depth is not None, **params.to_dict()})
+        (args.out / "haze_parameters.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     validate_paired_folder(args.out)  # what train.py will check
     print(f"{len(records)} pairs written to {args.out}")
 

@@ -78,6 +78,7 @@ def _offline(monkeypatch):
     (a test that simulates a connection patches these back)."""
     monkeypatch.setattr("models.weights.server_reachable", lambda url, timeout=3.0: False)
     monkeypatch.setattr("prior.clip.server_reachable", lambda url, timeout=3.0: False)
+    monkeypatch.setattr("models.pretrained.server_reachable", lambda url, timeout=3.0: False)
 
 
 @pytest.fixture(scope="session")

@@ -205,14 +205,15 @@ def test_missing_weights_fail_early_with_instructions(monkeypatch, tmp_path):
 # --- the scripts ------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("mode", ["clip", "clip-soft", "labels"])
-def test_training_with_each_prior_mode(mode, tiny_clip_weights, tmp_path):
+def test_training_with_each_prior_mode(mode, tiny_clip_weights, tiny_clip, tmp_path):
     config = tiny_config(tmp_path / "run", "mixcl-t", prior=tiny_prior_config(tiny_clip_weights, tmp_path, mode))
     history = train.train(config)
     checkpoint = load_checkpoint(tmp_path / "run" / "last.pt")
     assert checkpoint["model_args"] == ({"num_labels": 2} if mode == "labels" else {"text_dim": 32}) | {
-        "prior": config.to_dict()["prior"]}  # the prior settings travel with the network's arguments
+        "prior": config.to_dict()["prior"] | {"text_features": None if mode == "labels" else tiny_clip.text_features.tolist()}}
+    # the prior settings travel with the network's arguments, the class text features of CLIP modes included
     model = load_model(tmp_path / "run" / "last.pt")
-    assert model.prior == config.prior
+    assert model.prior == PriorConfig(**checkpoint["model_args"]["prior"])
     # the logged validation PSNR, recomputed from last.pt image by image in float64
     (val_set,), _ = attach_prior(config.prior, [build_training_sets(config.data)[1]])
     values = []
@@ -266,7 +267,7 @@ def test_given_classes_take_their_text_features_without_running_clip_on_the_imag
     prior = PriorConfig(**tiny_prior_config(tiny_clip_weights, tmp_path, mode))
     (wrapped,), args = attach_prior(prior, [build_test_set(data)], class_of=lambda name: "outdoor")
     outdoor = tiny_clip.text_features[prior.classes.index("outdoor")]
-    assert args == {"text_dim": 32, "prior": dataclasses.asdict(prior)}
+    assert args == {"text_dim": 32, "prior": dataclasses.asdict(prior) | {"text_features": tiny_clip.text_features.tolist()}}
     assert all(torch.allclose(wrapped[i]["prior"], outdoor, atol=1e-6) and wrapped[i]["domain"] == "outdoor"
                for i in range(3))
     assert not prior_cache_path(prior, data).exists()  # no image went through CLIP
@@ -287,7 +288,8 @@ def test_paired_training_and_test_script_use_the_prior_cache(tiny_clip_weights, 
     assert summary["images"] == 2
     test_cache = torch.load(prior_cache_path(PriorConfig(**prior), data), weights_only=True)
     (wrapped,), args = attach_prior(PriorConfig(**prior), [build_test_set(data)])
-    assert wrapped[0]["prior"].shape == (32,) and args == {"text_dim": 32, "prior": dataclasses.asdict(PriorConfig(**prior))}
+    assert wrapped[0]["prior"].shape == (32,) and args == {"text_dim": 32, "prior": dataclasses.asdict(PriorConfig(**prior))
+                                                           | {"text_features": test_cache["text_features"].tolist()}}
     # without a domain_labels.csv the per-domain rows follow the CLIP prior's class, and say so
     classes = [PriorConfig(**prior).classes[i] for i in test_cache["probabilities"].argmax(1).tolist()]
     assert [wrapped[i]["domain"] for i in range(2)] == classes

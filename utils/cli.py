@@ -58,7 +58,8 @@ def script_parser(description: str) -> argparse.ArgumentParser:
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """--checkpoint and --model, the same in every script that runs a trained network."""
     parser.add_argument("--checkpoint", type=Path, required=True,
-                        help="a checkpoint of this project, or an official one (MixDehazeNet, MixCLDehazeNet, "
+                        help="a checkpoint of this project, a model folder (scripts/export_pretrained.py) or a Hugging "
+                             "Face repository id holding one, or an official checkpoint (MixDehazeNet, MixCLDehazeNet, "
                              "KA-Net) with --model")
     parser.add_argument("--model", choices=model_names(), metavar="MODEL",
                         help="the network an official checkpoint holds (this project's checkpoints name theirs): "
@@ -107,6 +108,8 @@ def run_name(checkpoint: Path) -> str:
     mixcl-t, last.pt → mixcl-t-last), else the file's stem (MixDehazeNet-s.pth → MixDehazeNet-s)."""
     checkpoint = Path(checkpoint)
     folder = checkpoint.resolve().parent.name
+    if not checkpoint.suffix:  # a model folder or a Hugging Face repository id: its name
+        return checkpoint.name
     if checkpoint.stem in ("best", "last") and folder:
         return folder if checkpoint.stem == "best" else f"{folder}-last"
     return checkpoint.stem

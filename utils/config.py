@@ -81,6 +81,9 @@ class PriorConfig:
     cache_dir: str = "cache/clip_prior"
     # When the CLIP weights are missing, say so once and train with the `labels` prior instead (demo only).
     fallback_to_labels: bool = False
+    # The class text features (one row per class) of the CLIP modes: written by training into the network's prior
+    # settings, so that a class given by --label needs no CLIP; not set by hand.
+    text_features: list[list[float]] | None = None
 
 
 @dataclass

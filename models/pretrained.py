@@ -1,0 +1,111 @@
+"""Pretrained networks as Hugging Face model folders: `config.json` (the registered name and the constructor
+arguments, a MixCL network's prior settings among them), `model.safetensors` (the weights, no pickle) and a model
+card, `README.md`. `from_pretrained` loads such a folder, or a Hub repository through huggingface_hub's cache (so a
+downloaded repository also loads offline); scripts/export_pretrained.py writes and pushes them.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import huggingface_hub
+import safetensors
+import safetensors.torch
+import torch
+
+from utils.checkpoint import CheckpointError
+
+from .interface import DehazingNetwork
+from .registry import canonical_name, create_model, list_models
+from .weights import server_reachable
+
+PRETRAINED_FORMAT = "mixcl-dehaze-pretrained/1"
+CONFIG_FILE, WEIGHTS_FILE, CARD_FILE = "config.json", "model.safetensors", "README.md"
+PRETRAINED_FILES = (CONFIG_FILE, WEIGHTS_FILE, CARD_FILE)
+_REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+_CHECKPOINT_SUFFIXES = (".pt", ".pth", ".pk", ".pkl", ".ckpt", ".bin", ".safetensors")
+
+
+def save_pretrained(model: DehazingNetwork, arguments: dict[str, Any], folder: Path | str) -> None:
+    """config.json and model.safetensors of `model` (built as `create_model(model.model_name, **arguments)`)."""
+    folder = Path(folder)
+    config = {"format": PRETRAINED_FORMAT, "model_name": model.model_name, "model_args": arguments}
+    (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+    weights = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
+    safetensors.torch.save_file(weights, str(folder / WEIGHTS_FILE), metadata={"format": "pt"})
+
+
+def is_pretrained_reference(source: Path | str) -> bool:
+    """Whether `source` names a model folder (holding config.json) or a Hub repository id ("org/name"), rather
+    than a checkpoint file."""
+    path = Path(source)
+    if path.is_dir():
+        return True
+    return not path.exists() and bool(_REPO_ID.match(str(source))) and path.suffix.lower() not in _CHECKPOINT_SUFFIXES
+
+
+def pretrained_folder(source: Path | str) -> Path:
+    """The local folder of a model folder or Hub repository (downloaded into huggingface_hub's cache once; a
+    cached repository is used without the network)."""
+    path = Path(source)
+    if path.is_dir():
+        if not (path / CONFIG_FILE).is_file():
+            raise CheckpointError(f"{path} is a folder without {CONFIG_FILE}: not a model folder of this project "
+                                  f"(scripts/export_pretrained.py writes them)")
+        return path
+    repo_id = str(source)
+    cached = [huggingface_hub.try_to_load_from_cache(repo_id, name) for name in (CONFIG_FILE, WEIGHTS_FILE)]
+    if all(isinstance(c, str) for c in cached):
+        return Path(cached[0]).parent
+    if huggingface_hub.constants.HF_HUB_OFFLINE or not server_reachable(huggingface_hub.constants.ENDPOINT):
+        raise CheckpointError(f"{repo_id}: neither a file nor a folder here, and as a Hugging Face repository it is not "
+                              f"in the cache and the hub cannot be reached")
+    try:
+        downloaded = [huggingface_hub.hf_hub_download(repo_id, name) for name in (CONFIG_FILE, WEIGHTS_FILE)]
+    except (huggingface_hub.errors.EntryNotFoundError, huggingface_hub.errors.HfHubHTTPError) as e:
+        raise CheckpointError(f"{repo_id}: no model folder of this project on the Hugging Face hub there "
+                              f"({e.__class__.__name__})") from None
+    return Path(downloaded[0]).parent
+
+
+def read_pretrained_config(folder: Path) -> tuple[str, dict]:
+    """(registered name, constructor arguments) of a model folder's config.json, checked."""
+    path = folder / CONFIG_FILE
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: not a readable JSON file ({e})") from None
+    if not isinstance(config, dict) or config.get("format") != PRETRAINED_FORMAT:
+        raise CheckpointError(f"{path}: not a model config of this project (format {PRETRAINED_FORMAT!r} expected)")
+    name, arguments = config.get("model_name"), config.get("model_args", {})
+    if not isinstance(name, str) or canonical_name(name) not in list_models():
+        raise CheckpointError(f"{path} names a model this project does not know: {name!r} (registered: "
+                              f"{', '.join(list_models())})")
+    if not isinstance(arguments, dict):
+        raise CheckpointError(f"{path}: model_args must be a mapping, got {arguments!r}")
+    return name, arguments
+
+
+def from_pretrained(source: Path | str) -> DehazingNetwork:
+    """The network of a model folder or a Hub repository ("org/name"), in eval mode, with its prior settings:
+    what `load_model` gives for a checkpoint file. Every problem is one CheckpointError naming the file."""
+    folder = pretrained_folder(source)
+    name, arguments = read_pretrained_config(folder)
+    try:
+        model = create_model(name, **arguments)
+    except (TypeError, ValueError, KeyError) as e:
+        raise CheckpointError(f"{folder / CONFIG_FILE}: {name} cannot be built with its model_args ({e})") from None
+    path = folder / WEIGHTS_FILE
+    try:
+        weights = safetensors.torch.load_file(str(path))
+    except (OSError, safetensors.SafetensorError) as e:
+        raise CheckpointError(f"{path}: cannot be read as safetensors weights ({e})") from None
+    if not all(torch.isfinite(t).all() for t in weights.values() if t.is_floating_point()):
+        raise CheckpointError(f"{path} holds non-finite weights (NaN or inf): a run that diverged")
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as e:
+        raise CheckpointError(f"{path} does not hold {name!r} weights ({' '.join(str(e).split())[:300]})") from None
+    return model.eval()

@@ -1,0 +1,103 @@
+"""Export a trained network as a Hugging Face model folder, and optionally push it to the Hub.
+
+    python scripts/export_pretrained.py --checkpoint runs/reside6k/mixcl-s/best.pt exported/mixcl-s
+    python scripts/export_pretrained.py --checkpoint MixDehazeNet-s.pth --model mixdehazenet-s exported/mixdehazenet-s
+    python scripts/export_pretrained.py --checkpoint runs/reside6k/mixcl-s/best.pt exported/mixcl-s --push me/mixcl-s
+
+OUT_DIR receives config.json (the network's name and constructor arguments, a MixCL network's prior settings
+with its class text features among them), model.safetensors (the weights) and README.md, a model card with the
+training recipe and, when the run was tested, its scores (the summary.json test.py wrote beside the run:
+<run>/test/ or results/<run>/test/, or --results). Load it with `models.from_pretrained(OUT_DIR)`, or pass OUT_DIR
+(or the pushed repository id) as --checkpoint to test.py, predict.py and evaluate_real.py. --push uploads that very
+folder with huggingface_hub (log in first: `hf auth login`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from utils.cli import add_model_arguments, run_name, run_reporting_user_errors, script_parser
+from utils.paths import OutputFolder, check_readable
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = script_parser(__doc__)
+    add_model_arguments(parser)
+    parser.add_argument("out", type=Path, metavar="OUT_DIR", help="the model folder to write (new, or empty)")
+    parser.add_argument("--push", metavar="ORG/NAME", help="also upload the folder to this Hugging Face repository")
+    parser.add_argument("--results", type=Path, help="test.py's summary.json for the card (default: found beside the run)")
+    return parser.parse_args(argv)
+
+
+def test_results(args: argparse.Namespace) -> dict | None:
+    """The summary.json of the checkpoint's test run: --results, else <run>/test/ or results/<run>/test/."""
+    if args.results is not None:
+        return json.loads(check_readable(args.results, "test results").read_text())
+    for candidate in (args.checkpoint.parent / "test" / "summary.json",
+                      Path("results") / run_name(args.checkpoint) / "test" / "summary.json"):
+        if candidate.is_file():
+            return json.loads(candidate.read_text())
+    return None
+
+
+def with_text_features(prior: dict) -> dict:
+    """CLIP prior settings with their class text features, computed by CLIP when they are not recorded yet and its
+    weights are on this machine."""
+    from models.weights import MissingWeightsError
+    from prior import load_clip
+    from utils.config import PriorConfig
+
+    if prior["mode"] == "labels" or prior.get("text_features") is not None:
+        return prior
+    try:
+        return prior | {"text_features": load_clip(PriorConfig(**prior)).text_features.tolist()}
+    except MissingWeightsError:
+        print(f"note: no class text features exported (the CLIP weights {prior['clip_model']} / {prior['clip_pretrained']} "
+              f"are not on this machine): the folder needs CLIP wherever it runs")
+        return prior
+
+
+def export(args: argparse.Namespace) -> Path:
+    # PyTorch loads here, after the arguments are parsed: --help answers at once
+    from models.build import checkpoint_model
+    from models.card import model_card
+    from models.pretrained import CARD_FILE, PRETRAINED_FILES, save_pretrained
+    from utils.checkpoint import load_checkpoint
+
+    contents = load_checkpoint(args.checkpoint)
+    model, arguments = checkpoint_model(contents, args.checkpoint, args.model)
+    if model.takes_prior:
+        arguments = arguments | {"prior": with_text_features(model.prior_settings())}
+    results = test_results(args)
+    with OutputFolder(args.out) as folder:
+        existing = [name for name in PRETRAINED_FILES if (folder / name).exists()]
+        if existing:
+            raise FileExistsError(f"{folder} already holds {', '.join(existing)}: choose another OUT_DIR")
+        save_pretrained(model, arguments, folder)
+        card = model_card(model.model_name, args.push or str(folder), contents.get("config"), results, arguments.get("prior"))
+        (folder / CARD_FILE).write_text(card)
+    print(f"{model.model_name} exported to {folder}")
+    if args.push:
+        push(folder, args.push)
+    return folder
+
+
+def push(folder: Path, repository: str) -> None:
+    """Upload the exported folder as it is: the repository is created when missing."""
+    import huggingface_hub
+
+    from models.pretrained import PRETRAINED_FILES
+
+    huggingface_hub.create_repo(repository, exist_ok=True)
+    commit = huggingface_hub.upload_folder(repo_id=repository, folder_path=folder, allow_patterns=list(PRETRAINED_FILES),
+                                           commit_message=f"Upload {folder.name}")
+    print(f"pushed to {repository}: {getattr(commit, 'commit_url', commit)}")
+
+
+def main(argv=None) -> Path:
+    return export(parse_args(argv))
+
+
+if __name__ == "__main__":
+    run_reporting_user_errors(main)
