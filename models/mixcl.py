@@ -22,19 +22,23 @@ from .mixdehazenet import DEPTHS, MixDehazeNet, convert_official_state_dict
 from .registry import register_model
 
 FUSIONS = ("concat", "add")
+ATTENTIONS = ("fused", "released")
 
 
 class TextImageAttention(nn.Module):
     """Pixels (queries) attend over the D scalars of a text vector (keys and values).
 
     query = 1×1 conv 3→p on the image; key, value = 1×1 Conv1d 1→p over the length-D text sequence;
-    out = softmax(Q Kᵀ / √p) V, projected p→3. Computed by scaled_dot_product_attention, which never
-    materialises the HW×D attention matrix, so memory grows with HW alone.
+    out = softmax(Q Kᵀ / √p) V, projected p→3. `attention="fused"` computes it with scaled_dot_product_attention,
+    which never materialises the HW×D attention matrix, so memory grows with HW alone; "released" multiplies and
+    applies softmax explicitly, as the released code does (the same function, other rounding under autocast).
     """
 
-    def __init__(self, image_channels: int = 3, dim: int = 5):
+    def __init__(self, image_channels: int = 3, dim: int = 5, attention: str = "fused"):
         super().__init__()
-        self.dim = dim
+        if attention not in ATTENTIONS:
+            raise ValueError(f"attention must be one of {ATTENTIONS}, got {attention!r}")
+        self.dim, self.attention = dim, attention
         self.query = nn.Conv2d(image_channels, dim, 1)
         self.key = nn.Conv1d(1, dim, 1)
         self.value = nn.Conv1d(1, dim, 1)
@@ -46,6 +50,9 @@ class TextImageAttention(nn.Module):
         query = self.query(image).flatten(2).transpose(1, 2)  # B×HW×p
         key = self.key(text).transpose(1, 2)                   # B×D×p
         value = self.value(text).transpose(1, 2)               # B×D×p
+        if self.attention == "released":  # the B×HW×D matrix, as the release computes it
+            weights = (query @ key.transpose(1, 2) / self.dim ** 0.5).softmax(dim=-1)
+            return self.out_proj((weights @ value).transpose(1, 2).reshape(b, self.dim, h, w))
         # Fused kernels want the head size to be a multiple of 8: zero columns change neither Q·Kᵀ
         # nor the kept output columns.
         padded = -self.dim % 8
@@ -69,7 +76,7 @@ class MixCLDehazeNet(DehazingNetwork):
     size_multiple, min_size = MixDehazeNet.size_multiple, MixDehazeNet.min_size  # the backbone pads to these
 
     def __init__(self, depths: tuple[int, ...], text_dim: int = 512, fusion: str = "concat",
-                 num_labels: int | None = None, prior: dict | None = None):
+                 num_labels: int | None = None, prior: dict | None = None, attention: str = "fused"):
         super().__init__()
         if fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
@@ -81,7 +88,7 @@ class MixCLDehazeNet(DehazingNetwork):
             raise ValueError(f"num_labels={num_labels}, but the prior has {len(self.prior.classes)} classes")
         self.text_dim, self.fusion_mode = text_dim, fusion
         self.label_embedding = nn.Embedding(num_labels, text_dim) if num_labels else None
-        self.fusion = TextImageAttention()
+        self.fusion = TextImageAttention(attention=attention)
         self.backbone = MixDehazeNet(depths, in_chans=6 if fusion == "concat" else 3)
 
     def forward(self, x: torch.Tensor, text: torch.Tensor) -> torch.Tensor:

@@ -24,14 +24,24 @@ def image_list_fingerprint(folder: Path | str, names: Sequence[str]) -> str:
     return digest.hexdigest()
 
 
-def compute_prior_cache(clip: ClipPrior, folder: Path | str, names: Sequence[str], batch_size: int = 64) -> dict:
+def clip_input(path: Path, image_reader: str = "opencv") -> Image.Image:
+    """An image as CLIP sees it: read by this project's reader (EXIF orientation applied), or with "pil" as the
+    released MixCLDehazeNet code opens it (PIL, no EXIF orientation; CLIP's preprocessing converts it to RGB)."""
+    if image_reader == "pil":
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    return Image.fromarray(to_uint8(read_image(path)))
+
+
+def compute_prior_cache(clip: ClipPrior, folder: Path | str, names: Sequence[str], batch_size: int = 64,
+                        image_reader: str = "opencv") -> dict:
     """Run CLIP over the images `folder/<name>` (batched, with a progress bar)."""
     folder, probabilities = Path(folder), []
     for start in tqdm(range(0, len(names), batch_size), desc=f"CLIP prior of {folder}", unit="batch", dynamic_ncols=True):
-        images = [Image.fromarray(to_uint8(read_image(folder / name))) for name in names[start:start + batch_size]]
+        images = [clip_input(folder / name, image_reader) for name in names[start:start + batch_size]]
         probabilities.append(clip.probabilities(images))
     return {"names": list(names), "probabilities": torch.cat(probabilities), "text_features": clip.text_features,
-            "metadata": clip.metadata, "fingerprint": image_list_fingerprint(folder, names)}
+            "metadata": clip.metadata | {"image_reader": image_reader}, "fingerprint": image_list_fingerprint(folder, names)}
 
 
 def stale_reason(cache: dict, folder: Path | str, names: Sequence[str], metadata: dict) -> str | None:
@@ -53,7 +63,8 @@ def ensure_prior_cache(path: Path | str, folder: Path | str, names: Sequence[str
         if reason is None:
             return cache
         print(f"CLIP prior cache {path} is stale ({reason}); recomputing it")
-    cache = compute_prior_cache(clip(), folder, names)
+    cache = compute_prior_cache(clip(), folder, names, image_reader=metadata.get("image_reader", "opencv"))
+    cache["metadata"] = metadata  # the settings it was computed for, as the next call will compare them
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     torch.save(cache, tmp)

@@ -117,6 +117,7 @@ def load_clip(prior: PriorConfig, device: torch.device | str = "cpu") -> ClipPri
 
 
 def clip_metadata(prior: PriorConfig) -> dict:
-    """What a CLIP result depends on, recorded in its cache: classes, prompt template, model and weights."""
+    """What a CLIP result depends on, recorded in its cache: classes, prompt template, model, weights and how the
+    images were read."""
     return {"classes": list(prior.classes), "template": prior.template, "model": prior.clip_model,
-            "pretrained": prior.clip_pretrained}
+            "pretrained": prior.clip_pretrained, "image_reader": prior.image_reader}

@@ -87,10 +87,10 @@ def test_official_checkpoint_reproduces_the_official_network(vectors_dir, tmp_pa
     assert (bottleneck - reference["bottleneck"]).abs().max() <= 1e-4
     assert (decoded - reference["decoder"]).abs().max() <= 1e-4
     assert (net.tail(decoded, features) - reference["tail"]).abs().max() <= 1e-4
-    # measured: 1.4e-6 and 7.3e-7; another Fourier draw moves the output by 0.1
+    # measured 1.4e-6 and 7.3e-7 (Intel Xeon, AVX-512), 1.5e-6 and 6.3e-7 (AMD EPYC)
     assert output.shape == vector["output"].shape == (1, 3, 96, 112)
-    assert (output - vector["output"]).abs().max().item() <= 1e-4
-    assert (z - vector["global"]).abs().max().item() <= 1e-4
+    assert (output - vector["output"]).abs().max().item() <= 1e-5
+    assert (z - vector["global"]).abs().max().item() <= 1e-5
 
     reloaded = load_model(tmp_path / "official.pt", "ka-net")  # the notebook way, same weights
     reloaded.set_fourier_projection(vector["fourier"]["W"], vector["fourier"]["b"])

@@ -18,12 +18,14 @@ from datasets import attach_prior, build_test_set, build_training_sets
 from models import build_model, load_model
 from models.mixcl import TextImageAttention
 from models.weights import MissingWeightsError
-from prior import ClipPrior, compute_prior_cache, ensure_prior_cache, photo_prior, prior_cache_path, text_prior
+from prior import ClipPrior, clip_metadata, compute_prior_cache, ensure_prior_cache, photo_prior, prior_cache_path, text_prior
+from prior.cache import clip_input
 from utils.checkpoint import load_checkpoint
 from utils.config import ConfigError, PriorConfig
 
 from .conftest import LABELS_PRIOR, tiny_config, write_checkpoint
 from .test_datasets import make_pairs
+from .test_images import save_with_orientation
 
 TINY_CLIP = {"embed_dim": 32, "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "patch_size": 16},
              "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 1}}
@@ -83,10 +85,11 @@ def _materialised_attention(module, image, text):
     return module.out_proj((attention @ v).transpose(1, 2).reshape(b, module.dim, h, w))
 
 
+@pytest.mark.parametrize("attention", ["fused", "released"])
 @pytest.mark.parametrize("shape", [(2, 9, 13, 512), (1, 40, 32, 768)])
-def test_attention_equals_the_materialised_computation(shape):
+def test_attention_equals_the_materialised_computation(shape, attention):
     b, h, w, d = shape
-    module = TextImageAttention()
+    module = TextImageAttention(attention=attention)
     image, text = torch.rand(b, 3, h, w) * 2 - 1, torch.randn(b, d)
     with torch.no_grad():
         assert torch.allclose(module(image, text), _materialised_attention(module, image, text), atol=1e-5)
@@ -295,3 +298,20 @@ def test_paired_training_and_test_script_use_the_prior_cache(tiny_clip_weights, 
     assert [wrapped[i]["domain"] for i in range(2)] == classes
     assert summary["domain_source"].startswith("the CLIP prior's class")
     assert {d: s["images"] for d, s in summary["by_domain"].items()} == {c: classes.count(c) for c in set(classes)}
+
+
+def test_clip_reads_folders_as_the_release_does_when_asked(tmp_path, tiny_clip, capsys):
+    """prior.image_reader: "opencv" turns a photo as its EXIF orientation says (as every reader here does); "pil"
+    hands CLIP the stored pixels, as the released code's PIL.Image.open does. A cache records which."""
+    stored = np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    save_with_orientation(tmp_path / "p.png", stored, 6)  # "turn 90° clockwise to view"
+    assert np.array_equal(np.asarray(clip_input(tmp_path / "p.png", "pil")), stored)
+    assert np.array_equal(np.asarray(clip_input(tmp_path / "p.png", "opencv")), np.rot90(stored, -1))
+    metadata = clip_metadata(PriorConfig(mode="clip"))
+    assert metadata["image_reader"] == "opencv"
+    cache = ensure_prior_cache(tmp_path / "cache.pt", tmp_path, ["p.png"], metadata, lambda: tiny_clip)
+    assert cache["metadata"] == metadata
+    ensure_prior_cache(tmp_path / "cache.pt", tmp_path, ["p.png"], metadata | {"image_reader": "pil"}, lambda: tiny_clip)
+    assert "stale (it was computed with" in capsys.readouterr().out
+    with pytest.raises(ConfigError, match="prior.image_reader must be 'opencv' or 'pil'"):
+        tiny_config(tmp_path / "run", "mixcl-t", prior={"mode": "clip", "image_reader": "cv2"})

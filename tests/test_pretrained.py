@@ -100,7 +100,8 @@ def test_a_hub_repository_in_the_cache_loads_offline_and_an_uncached_one_fails_a
     monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache",
                         lambda repo, name, **kwargs: str(folder / name) if repo == "someone/dehazer" else None)
     net = load_model("someone/dehazer")  # huggingface_hub's cache answers; the hub is unreachable in the tests
-    assert all(torch.equal(v, load_model(tmp_path / "net.pt").state_dict()[k]) for k, v in net.state_dict().items())
+    expected = load_model(tmp_path / "net.pt").state_dict()
+    assert all(torch.equal(v, expected[k]) for k, v in net.state_dict().items())
     with pytest.raises(CheckpointError, match=r"^someone/other: neither a file nor a folder here, and as a Hugging Face "
                                               r"repository it is not in the cache and the hub cannot be reached$"):
         load_model("someone/other")

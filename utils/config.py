@@ -78,6 +78,9 @@ class PriorConfig:
     clip_pretrained: str = "openai"    # open_clip tag, or a weights file (e.g. under pretrained/)
     classes: list[str] = field(default_factory=lambda: ["indoor", "outdoor"])
     template: str = "a photo of a {c}"
+    # How CLIP reads the images of training and test folders: "opencv" (EXIF orientation applied, as everywhere in
+    # this project) or "pil" (PIL without EXIF orientation, as the released MixCLDehazeNet code reads them).
+    image_reader: str = "opencv"
     cache_dir: str = "cache/clip_prior"
     # When the CLIP weights are missing, say so once and train with the `labels` prior instead (demo only).
     fallback_to_labels: bool = False
@@ -228,6 +231,8 @@ def validate(config: Config) -> None:
         (len(set(config.prior.classes)) == len(config.prior.classes) > 1,
          f"prior.classes must name at least two distinct classes, got {config.prior.classes}"),
         ("{c}" in config.prior.template, f"prior.template must contain {{c}}, got {config.prior.template!r}"),
+        (config.prior.image_reader in ("opencv", "pil"),
+         f"prior.image_reader must be 'opencv' or 'pil', got {config.prior.image_reader!r}"),
     ]
     problems = [message for ok, message in checks if not ok]
     for rule in (lambda: micro_batches(train.batch_size, train.micro_batch_size, 1),
