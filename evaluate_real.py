@@ -66,7 +66,9 @@ def shrink(image: np.ndarray, max_side: int | None) -> np.ndarray:
 
 
 def caption(title: str, scores: dict, labels: dict[str, str]) -> str:
-    return "  ".join([title] + [f"{labels[name]} {value:.2f}" for name, value in scores.items()])
+    """Lines under a panel, narrow enough for a small photo: the title and two measures, then two per line."""
+    parts = [f"{labels[name]} {value:.2f}" for name, value in scores.items()]
+    return "\n".join("  ".join(line) for line in ([title, *parts[:2]], parts[2:4], parts[4:]) if line)
 
 
 def run(args: argparse.Namespace) -> dict:

@@ -22,9 +22,9 @@ class DilatedDepthwiseConv2d(nn.Conv2d):
     """Depthwise k×k convolution with dilation and "same" padding (zeros or reflect).
 
     Parameters and outputs are nn.Conv2d's. Only the CPU backward differs: oneDNN's backward of a dilated
-    depthwise convolution takes 8–40× the time of the convolution itself, which made it 40% of a
-    MixDehazeNet training step on the CPU (BENCHMARKS.md). Both gradients are convolutions that oneDNN runs
-    fast (without dilation its own backward is fast too: plain nn.Conv2d serves there):
+    depthwise convolution is many times slower than the convolution itself (BENCHMARKS.md, "Dilated depthwise
+    convolutions"). Both gradients are convolutions that oneDNN runs fast (without dilation its own backward is
+    fast too: plain nn.Conv2d serves there):
 
     - input gradient: the zero-padded output gradient convolved with the flipped kernel (same dilation);
     - weight gradient: each input map convolved with its own output-gradient map as the kernel, stride =

@@ -34,7 +34,7 @@ print("torch imported:", "torch" in sys.modules)
 
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_scripts_answer_help_before_importing_pytorch(script):
-    """--help must answer at once (BENCHMARKS.md: at most 0.65 s), so it must not load PyTorch (about 2 s)."""
+    """--help must answer at once (BENCHMARKS.md: under a second), so it must not load PyTorch (about 2 s)."""
     result = subprocess.run([sys.executable, "-c", HELP_WITHOUT_TORCH, script], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "usage:" in result.stdout and result.stdout.rstrip().endswith("torch imported: False")

@@ -1,4 +1,4 @@
-"""glibc allocator settings for training on the CPU."""
+"""glibc allocator settings for running networks on the CPU: a process-wide choice the scripts make at start-up."""
 from __future__ import annotations
 
 import ctypes
@@ -13,12 +13,11 @@ M_MMAP_MAX = -4
 def keep_freed_memory() -> bool:
     """Make glibc keep freed memory for reuse instead of handing it back to the operating system.
 
-    A training step frees and re-allocates the same activation tensors every step. By default glibc serves
-    every large block (above its mmap threshold, at most 32 MiB) with a fresh mmap and unmaps it when freed,
-    so each step page-faults and zero-fills its activation memory again (MixCL-S, 256×256, batch 4: 9 million
-    page faults in 5 steps; 2 million with this). With mmap and trimming off (mallopt(3)) freed blocks are
-    reused: steps get up to 1.4× faster (BENCHMARKS.md) and the resident set stays at its peak. Affects
-    allocations made afterwards.
+    A training step (or one image's inference) frees and re-allocates the same activation tensors every time. By
+    default glibc serves every large block (above its mmap threshold, at most 32 MiB) with a fresh mmap and unmaps
+    it when freed, so each step page-faults and zero-fills its activation memory again. With mmap and trimming off
+    (mallopt(3)) freed blocks are reused: faster (BENCHMARKS.md, "Training speed settings") and the resident set
+    stays at its peak. Affects the whole process, for allocations made afterwards.
 
     Returns False where the C library has no mallopt (macOS, musl): nothing changes there.
     """
