@@ -79,8 +79,7 @@ def checkpoint_state_dict(model: DehazingNetwork, name: str, contents: dict[str,
         state_dict = next((contents[k] for k in ("state_dict", "model") if isinstance(contents.get(k), dict)), contents)
     if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
         raise KeyError("no state dict of tensors in it")
-    convert = getattr(model, "convert_checkpoint", None)
-    state_dict = convert(state_dict) if convert is not None and not is_project_checkpoint(contents) else state_dict
+    state_dict = state_dict if is_project_checkpoint(contents) else model.convert_checkpoint(state_dict)
     return {k.removeprefix("module."): v for k, v in state_dict.items()}
 
 

@@ -20,6 +20,11 @@ class DehazingNetwork(nn.Module):
         """(size multiple, minimum size) the network pads its input to (reflect, right and bottom)."""
         return self.size_multiple, self.min_size
 
+    def convert_checkpoint(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A foreign checkpoint's state dict (an official release's layout) in this project's names; a family
+        whose releases name their weights differently overrides it."""
+        return state_dict
+
     def example_prior(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor | None:
         """A random prior of the kind forward takes, or None for networks that take none."""
         return None

@@ -24,13 +24,13 @@ PHOTOS = ("canyon.png", "test10.jpg", "man.png")
 
 
 def model_inputs(name: str, x: torch.Tensor) -> tuple:
-    return (x, torch.zeros(x.shape[0], dtype=torch.long)) if getattr(model_class(name), "takes_prior", False) else (x,)
+    return (x, torch.zeros(x.shape[0], dtype=torch.long)) if model_class(name).takes_prior else (x,)
 
 
 @pytest.mark.parametrize("name", list_models())
 def test_load_model_round_trips_every_registered_model(name, tmp_path):
     # MixCL variants carry constructor arguments (a labels prior) that the checkpoint must restore
-    args = {"num_labels": 2} if getattr(model_class(name), "takes_prior", False) else {}
+    args = {"num_labels": 2} if model_class(name).takes_prior else {}
     model = build_model(name, **args).eval()
     write_checkpoint(tmp_path / "model.pt", name, args, net=model)
     loaded = load_model(tmp_path / "model.pt")
@@ -132,7 +132,7 @@ def test_dehazer_backends_reproduce_plain_pytorch_at_odd_sizes(name, real_hazy):
     """The default CPU path (channels-last) within 1e-5 of the network as built, ONNX Runtime within 1e-4, both
     at sizes the networks must pad (measured: at most 4.8e-7 and 3.6e-7)."""
     torch.manual_seed(0)
-    args = {"num_labels": 2} if getattr(model_class(name), "takes_prior", False) else {}
+    args = {"num_labels": 2} if model_class(name).takes_prior else {}
     net = build_model(name, **args).eval()
     reference = copy.deepcopy(net)
     photo = to_tensor(read_image(real_hazy / "canyon.png"))[None]

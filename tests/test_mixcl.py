@@ -315,3 +315,11 @@ def test_clip_reads_folders_as_the_release_does_when_asked(tmp_path, tiny_clip, 
     assert "stale (it was computed with" in capsys.readouterr().out
     with pytest.raises(ConfigError, match="prior.image_reader must be 'opencv' or 'pil'"):
         tiny_config(tmp_path / "run", "mixcl-t", prior={"mode": "clip", "image_reader": "cv2"})
+
+
+def test_mixcl_adds_706_parameters_to_its_backbone():
+    """docs/models.md: 58 in the fusion (query 3→5 and output 5→3 1×1 convolutions, key and value 1→5), 648 in the
+    6-channel stem (3 more input channels × 24 × 3 × 3)."""
+    count = lambda net: sum(p.numel() for p in net.parameters())  # noqa: E731
+    mixcl = build_model("mixcl-t")
+    assert count(mixcl) - count(build_model("mixdehazenet-t")) == 706 and count(mixcl.fusion) == 58
