@@ -10,7 +10,7 @@ from utils.checkpoint import CheckpointError, is_project_checkpoint, load_checkp
 
 from .interface import DehazingNetwork
 from .pretrained import from_pretrained, is_pretrained_reference
-from .registry import canonical_name, create_model, list_models
+from .registry import canonical_name, create_model, stored_model
 
 
 def build_model(name: str, checkpoint: Path | str | None = None, **kwargs) -> DehazingNetwork:
@@ -54,12 +54,7 @@ def checkpoint_model(contents: dict[str, Any], source: Path | str, name: str | N
 def project_model(contents: dict[str, Any], source: Path | str) -> tuple[str, dict]:
     """(registered name, constructor arguments) of a checkpoint of this project. Checkpoints written before the
     prior settings became a constructor argument of MixCL networks carry them in their training config."""
-    name, arguments = contents.get("model_name"), contents.get("model_args", {})
-    if not isinstance(name, str) or canonical_name(name) not in list_models():
-        raise CheckpointError(f"{source} names no model this project knows (model_name {name!r}; registered: "
-                              f"{', '.join(list_models())})")
-    if not isinstance(arguments, dict):
-        raise CheckpointError(f"{source}: its model_args are a {type(arguments).__name__}, not a dict")
+    name, arguments = stored_model(contents.get("model_name"), contents.get("model_args", {}), source)
     prior = (contents.get("config") or {}).get("prior")
     if "prior" not in arguments and prior and prior.get("mode", "none") != "none":
         arguments = arguments | {"prior": prior}

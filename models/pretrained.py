@@ -18,7 +18,7 @@ import torch
 from utils.checkpoint import CheckpointError
 
 from .interface import DehazingNetwork
-from .registry import canonical_name, create_model, list_models
+from .registry import create_model, stored_model
 from .weights import server_reachable
 
 PRETRAINED_FORMAT = "mixcl-dehaze-pretrained/1"
@@ -79,13 +79,7 @@ def read_pretrained_config(folder: Path) -> tuple[str, dict]:
         raise CheckpointError(f"{path}: not a readable JSON file ({e})") from None
     if not isinstance(config, dict) or config.get("format") != PRETRAINED_FORMAT:
         raise CheckpointError(f"{path}: not a model config of this project (format {PRETRAINED_FORMAT!r} expected)")
-    name, arguments = config.get("model_name"), config.get("model_args", {})
-    if not isinstance(name, str) or canonical_name(name) not in list_models():
-        raise CheckpointError(f"{path} names a model this project does not know: {name!r} (registered: "
-                              f"{', '.join(list_models())})")
-    if not isinstance(arguments, dict):
-        raise CheckpointError(f"{path}: model_args must be a mapping, got {arguments!r}")
-    return name, arguments
+    return stored_model(config.get("model_name"), config.get("model_args", {}), path)
 
 
 def from_pretrained(source: Path | str) -> DehazingNetwork:

@@ -4,6 +4,8 @@ from __future__ import annotations
 import typing
 from collections.abc import Callable
 
+from utils.checkpoint import CheckpointError
+
 from .interface import DehazingNetwork
 
 _MODELS: dict[str, Callable[..., DehazingNetwork]] = {}
@@ -35,6 +37,17 @@ def _constructor(name: str) -> Callable[..., DehazingNetwork]:
 def model_class(name: str) -> type[DehazingNetwork]:
     """The class a registered constructor returns (read from its return annotation), without building it."""
     return typing.get_type_hints(_constructor(name))["return"]
+
+
+def stored_model(name, arguments, source) -> tuple[str, dict]:
+    """A network description read from a file (a registered name and constructor arguments), checked; a
+    CheckpointError names `source` otherwise."""
+    if not isinstance(name, str) or canonical_name(name) not in _MODELS:
+        raise CheckpointError(f"{source} names no model this project knows (model_name {name!r}; registered: "
+                              f"{', '.join(list_models())})")
+    if not isinstance(arguments, dict):
+        raise CheckpointError(f"{source}: its model_args are a {type(arguments).__name__}, not a mapping")
+    return name, arguments
 
 
 def create_model(name: str, **kwargs) -> DehazingNetwork:

@@ -123,7 +123,7 @@ BAD_FOLDERS = {
     "no config.json": (lambda f: (f / "config.json").unlink(), r"folder is a folder without config.json"),
     "an unknown model": (lambda f: (f / "config.json").write_text((f / "config.json").read_text().replace(
         '"mixdehazenet-t"', '"dehazeformer-b"')),
-        r"folder/config.json names a model this project does not know: 'dehazeformer-b'"),
+        r"folder/config.json names no model this project knows \(model_name 'dehazeformer-b'"),
     "weights of another network": (lambda f: safetensors.torch.save_file(build_model("ka-net-tiny").state_dict(),
                                                                          str(f / "model.safetensors")),
                                    r"folder/model.safetensors does not hold 'mixdehazenet-t' weights"),
