@@ -144,8 +144,8 @@ def main(argv=None) -> dict:
     try:
         return run(args)
     except KeyboardInterrupt:
-        print(f"interrupted: {output_folder(args) / 'images'} holds the images dehazed so far; no scores were written "
-              f"(test.py starts over when run again)", file=sys.stderr)
+        kept = "" if args.no_images else f"; {output_folder(args) / 'images'} holds the images dehazed so far"
+        print(f"interrupted: no scores were written{kept} (test.py starts over when run again)", file=sys.stderr)
         raise SystemExit(130) from None
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import sys
 import time
 from pathlib import Path
@@ -93,11 +92,11 @@ def check_resumable(out_dir: Path, resume: bool) -> None:
 
 def interrupted(config_path: Path, out_dir: Path) -> str:
     """One line for Ctrl-C: what the run kept, and how to go on."""
-    history = out_dir / "history.jsonl"
-    lines = history.read_text().splitlines() if history.is_file() else []
-    if not lines:
+    from utils.checkpoint import load_checkpoint
+
+    if not (out_dir / "last.pt").is_file():
         return f"interrupted before the first checkpoint: nothing of this run was kept in {out_dir}"
-    epoch = json.loads(lines[-1])["epoch"]
+    epoch = load_checkpoint(out_dir / "last.pt")["epoch"]
     return (f"interrupted: {out_dir / 'last.pt'} holds epoch {epoch}; continue with: python train.py {config_path} "
             f"--resume")
 

@@ -3,7 +3,7 @@
 #   bash train.sh                                    demo: MixCLDehazeNet-T on synthetic haze, then its evaluation
 #   bash train.sh CONFIG [key=value ...] [--resume]  train with a config, e.g. configs/reside6k/mixdehazenet-t.yaml
 # Sets up .venv on first use. Runs on all visible GPUs of this machine (CUDA_VISIBLE_DEVICES selects them),
-# else on the CPU. Several machines: see README, "Multi-GPU and multi-node training".
+# else on the CPU. Several machines: see docs/configuration.md, "Multi-GPU and multi-node training".
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 bash scripts/setup_env.sh

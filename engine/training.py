@@ -20,7 +20,7 @@ from losses import WeightedLoss
 from models import build_model
 from utils.checkpoint import load_checkpoint, save_checkpoint, write_text_atomically
 from utils.cli import UserError
-from utils.config import Config, ConfigError, changed_keys
+from utils.config import Config, ConfigError, changed_keys, config_from_dict
 from utils.precision import autocast_dtype
 
 from .evaluation import evaluate, model_inputs, summarize
@@ -174,15 +174,17 @@ def restore_run(run: TrainingRun, path: Path) -> list[str]:
     config and the run's; they take effect from the next epoch (a new rate or length re-plans the cosine
     schedule from where it is). Returns the changed keys."""
     checkpoint = load_checkpoint(path)
-    changed = changed_keys(checkpoint["config"], run.config.to_dict())
+    # the checkpoint's config with today's defaults for keys added since it was written
+    changed = changed_keys(config_from_dict(checkpoint["config"]).to_dict(), run.config.to_dict())
     refused = [k for k in changed if k not in RESUMABLE_CHANGES]
     if refused:
         raise ConfigError(f"cannot resume {path}: the config differs in {', '.join(refused)} (a resume may change "
                           f"only {', '.join(RESUMABLE_CHANGES)}; start another out_dir for the rest)")
-    if checkpoint["model_args"] != run.model_args:
-        raise ConfigError(f"cannot resume {path}: it was trained with the network arguments {checkpoint['model_args']}, "
-                          f"this run would build {run.model_args} (the language prior changed: CLIP weights that are "
-                          f"now present or missing?); start another out_dir")
+    if network_shape(checkpoint["model_args"]) != network_shape(run.model_args):
+        raise ConfigError(f"cannot resume {path}: it was trained with the network arguments "
+                          f"{network_shape(checkpoint['model_args'])}, this run would build {network_shape(run.model_args)} "
+                          f"(the language prior changed: CLIP weights that are now present or missing?); start another "
+                          f"out_dir")
     if run.config.train.epochs <= checkpoint["epoch"]:
         raise ConfigError(f"cannot resume {path}: it has trained {checkpoint['epoch']} epochs, train.epochs is "
                           f"{run.config.train.epochs}")
@@ -200,6 +202,12 @@ def restore_run(run: TrainingRun, path: Path) -> list[str]:
     if {"train.lr", "train.epochs"} & set(changed):
         replan_schedule(run)
     return changed
+
+
+def network_shape(model_args: dict) -> dict:
+    """The arguments that shape the network's weights: all but the prior settings, whose class text features are
+    recomputed by CLIP on each start (equal up to float rounding) and which older checkpoints did not record."""
+    return {key: value for key, value in model_args.items() if key != "prior"}
 
 
 def replan_schedule(run: TrainingRun) -> None:

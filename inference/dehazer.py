@@ -14,7 +14,7 @@ each photo, or the class given as `label` (or per photo name in a `labels` file)
 in tiles (inference/tiling.py): always with `tile=N`, never with `tile=None`, and with `tile="auto"` when the
 whole photo does not fit — on CUDA on an out-of-memory error, on the CPU above `max_whole_pixels`.
 
-A Dehazer changes nothing outside itself. On the CPU the scripts also let glibc keep freed memory
+A Dehazer changes no process-wide setting. On the CPU the scripts also let glibc keep freed memory
 (utils/cpu_memory.py), a process-wide setting they turn on in one visible line; call
 `utils.cpu_memory.keep_freed_memory()` in your own program for the same speed.
 """

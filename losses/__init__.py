@@ -1,7 +1,7 @@
 """Training losses behind one interface: `loss(output, target, hazy) -> scalar`, all images in [-1, 1].
 
 The hazy input is part of the signature because contrastive losses pull the output towards the target and
-away from the hazy image. Every loss is a `LossTerm` (losses/base.py); one that sets `needs_global_feature` also
+away from the hazy image. Every loss is a `TrainingLoss` (losses/base.py); one that sets `needs_global_feature` also
 receives the network's global feature z (`global_feature=`, B×C; only models that return one, e.g. KA-Net, can
 train with it). Add a loss by registering its class in LOSSES.
 
@@ -18,12 +18,12 @@ import torch.nn as nn
 
 from utils.config import check_loss_names
 
-from .base import LossTerm
+from .base import TrainingLoss
 from .contrastive import ContrastiveRegularization, gaussian_distance
 from .pixel import L1Loss, MSELoss
 from .reweighting import ReweightedL1Loss, SampleReweighting
 
-LOSSES: dict[str, type[LossTerm]] = {"l1": L1Loss, "mse": MSELoss, "contrastive": ContrastiveRegularization,
+LOSSES: dict[str, type[TrainingLoss]] = {"l1": L1Loss, "mse": MSELoss, "contrastive": ContrastiveRegularization,
                                       "reweighted_l1": ReweightedL1Loss}
 
 
@@ -63,5 +63,5 @@ def build_loss(terms) -> WeightedLoss:
     return WeightedLoss([(t.name, t.weight, t.args) for t in terms])
 
 
-__all__ = ["LOSSES", "ContrastiveRegularization", "L1Loss", "LossTerm", "MSELoss", "ReweightedL1Loss", "SampleReweighting",
+__all__ = ["LOSSES", "ContrastiveRegularization", "L1Loss", "TrainingLoss", "MSELoss", "ReweightedL1Loss", "SampleReweighting",
            "WeightedLoss", "build_loss", "gaussian_distance"]

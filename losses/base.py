@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 
 
-class LossTerm(nn.Module):
+class TrainingLoss(nn.Module):
     """`term(output, target, hazy)` → scalar, images in [-1, 1] (plus `global_feature=` when it needs one)."""
 
     needs_global_feature: bool = False  # receives the network's global feature z (KA-Net's sample reweighting)

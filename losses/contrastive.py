@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from models.perceptual import build_feature_extractor
 
-from .base import LossTerm
+from .base import TrainingLoss
 
 
 def gaussian_distance(a: torch.Tensor, b: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
@@ -20,7 +20,7 @@ DISTANCES = {"l1": lambda a, b, sigma: F.l1_loss(a, b), "l2": lambda a, b, sigma
              "gaussian": gaussian_distance}
 
 
-class ContrastiveRegularization(LossTerm):
+class ContrastiveRegularization(TrainingLoss):
     """Σ_i w_i · D(f_i(output), f_i(target)) / (D(f_i(output), f_i(hazy)) + 1e-7) over frozen ImageNet features:
     pull the output towards the clear image and push it away from the hazy one.
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .base import LossTerm
+from .base import TrainingLoss
 
 
-class L1Loss(LossTerm):
+class L1Loss(TrainingLoss):
     def forward(self, output: torch.Tensor, target: torch.Tensor, hazy: torch.Tensor) -> torch.Tensor:
         return F.l1_loss(output, target)
 
 
-class MSELoss(LossTerm):
+class MSELoss(TrainingLoss):
     def forward(self, output: torch.Tensor, target: torch.Tensor, hazy: torch.Tensor) -> torch.Tensor:
         return F.mse_loss(output, target)

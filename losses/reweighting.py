@@ -17,7 +17,7 @@ import math
 import torch
 import torch.nn as nn
 
-from .base import LossTerm
+from .base import TrainingLoss
 
 
 def random_fourier_features(z: torch.Tensor, num_features: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -107,7 +107,7 @@ class SampleReweighting(nn.Module):
         return torch.softmax(logits, 0)
 
 
-class ReweightedL1Loss(LossTerm):
+class ReweightedL1Loss(TrainingLoss):
     """Σ_n w_n · L1_n: per-image L1 weighted by sample weights that decorrelate the network's global
     features within the batch and a memory bank (KA-Net's StableNet-style reweighting, SampleReweighting above).
     The arguments are SampleReweighting's. With uniform weights this equals the plain l1 loss."""

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .fade import fade
-from .no_reference import NIQE_BLOCK, brisque, entropy, niqe, piqe
+from .no_reference import brisque, entropy, niqe, piqe
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,6 @@ MEASURES = {
     "niqe": Measure("NIQE", niqe, lower_is_better=True),            # distance to natural-scene statistics
     "brisque": Measure("BRISQUE", brisque, lower_is_better=True),
 }
-MIN_SIZE = (2 * NIQE_BLOCK, NIQE_BLOCK)  # long side, short side: NIQE needs two 96×96 blocks, the others less
 
 
 def score_photo(image: np.ndarray) -> dict[str, float]:

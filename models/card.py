@@ -52,8 +52,8 @@ def results_table(results: dict[str, Any]) -> list[str]:
     return lines
 
 
-def recipe_lines(config: dict[str, Any]) -> list[str]:
-    """The training recipe of a checkpoint's config, in a few lines."""
+def recipe_lines(config: dict[str, Any], prior: dict[str, Any] | None) -> list[str]:
+    """The training recipe of a checkpoint's config (and the prior the network was trained with), in a few lines."""
     data, train = config["data"], config["train"]
     where = "synthetic haze over scikit-image's photographs" if data["dataset"] == "synthetic" else f"`{data['root']}`"
     losses = " + ".join(f"{t['weight']:g} × {t['name']}{' ' + str(t['args']) if t['args'] else ''}" for t in config["loss"])
@@ -61,7 +61,7 @@ def recipe_lines(config: dict[str, Any]) -> list[str]:
             f"- {train['epochs']} epochs, batch {train['batch_size']}, AdamW lr {train['lr']:g} (weight decay "
             f"{train['weight_decay']:g}), cosine to lr × {train['min_lr_ratio']:g}, amp {train['amp']}",
             f"- loss: {losses}",
-            f"- language prior: {config['prior']['mode']}"]
+            f"- language prior: {prior['mode'] if prior else 'none'}"]
 
 
 def prior_lines(prior: dict[str, Any] | None) -> list[str]:
@@ -80,12 +80,12 @@ def prior_lines(prior: dict[str, Any] | None) -> list[str]:
 def model_card(name: str, location: str, config: dict | None, results: dict | None, prior: dict | None) -> str:
     """README.md of a model folder. `location`: the folder or Hub repository users load it from."""
     description, citations = FAMILIES[family(name)]
-    lines = ["---", "license: mit", "library_name: pytorch", "pipeline_tag: image-to-image",
+    lines = ["---", f"license: {'mit' if config else 'other'}", "library_name: pytorch", "pipeline_tag: image-to-image",
              f"tags: [image-dehazing, {family(name)}]", "---", "", f"# {name}", "", description, ""]
     lines += prior_lines(prior) + ([""] if prior else [])
     lines += ["## Results", ""] + (results_table(results) if results else ["No test results were exported with it."])
-    lines += ["", "## Training", ""] + (recipe_lines(config) if config else
-                                         ["Weights converted from the authors' release; see its repository."])
+    lines += ["", "## Training", ""] + (recipe_lines(config, prior) if config else
+                                         ["Weights converted from a checkpoint of the authors' code; see its repository."])
     lines += ["", "## Use", "", "With the code that exported this folder installed (its `models` registry builds the "
               "network `config.json` names):", "",
               "```python", "from models import from_pretrained", "from inference import dehaze", "",
@@ -94,5 +94,5 @@ def model_card(name: str, location: str, config: dict | None, results: dict | No
               f"python test.py --checkpoint {location} --data data/RESIDE-6K/test", "```", "",
               "## Citation", "", "```bibtex", *(CITATIONS[c] for c in citations), "```", "",
               "## Licence", "", "MIT, as the code that exported it" + (
-                  "." if config else "; weights converted from an authors' release also carry that release's terms.")]
+                  "." if config else "; weights converted from a checkpoint of the authors' code carry its terms.")]
     return "\n".join(lines) + "\n"

@@ -24,7 +24,7 @@ from .weights import server_reachable
 PRETRAINED_FORMAT = "mixcl-dehaze-pretrained/1"
 CONFIG_FILE, WEIGHTS_FILE, CARD_FILE = "config.json", "model.safetensors", "README.md"
 PRETRAINED_FILES = (CONFIG_FILE, WEIGHTS_FILE, CARD_FILE)
-_REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")  # a Hugging Face repository id: ORG/NAME
 _CHECKPOINT_SUFFIXES = (".pt", ".pth", ".pk", ".pkl", ".ckpt", ".bin", ".safetensors")
 
 
@@ -43,7 +43,7 @@ def is_pretrained_reference(source: Path | str) -> bool:
     path = Path(source)
     if path.is_dir():
         return True
-    return not path.exists() and bool(_REPO_ID.match(str(source))) and path.suffix.lower() not in _CHECKPOINT_SUFFIXES
+    return not path.exists() and bool(REPO_ID.match(str(source))) and path.suffix.lower() not in _CHECKPOINT_SUFFIXES
 
 
 def pretrained_folder(source: Path | str) -> Path:
@@ -65,8 +65,9 @@ def pretrained_folder(source: Path | str) -> Path:
     try:
         downloaded = [huggingface_hub.hf_hub_download(repo_id, name) for name in (CONFIG_FILE, WEIGHTS_FILE)]
     except (huggingface_hub.errors.EntryNotFoundError, huggingface_hub.errors.HfHubHTTPError) as e:
-        raise CheckpointError(f"{repo_id}: no model folder of this project on the Hugging Face hub there "
-                              f"({e.__class__.__name__})") from None
+        reason = " ".join(str(e).split())[:200]
+        raise CheckpointError(f"{repo_id}: no model folder of this project could be fetched from the Hugging Face hub "
+                              f"({e.__class__.__name__}: {reason})") from None
     return Path(downloaded[0]).parent
 
 

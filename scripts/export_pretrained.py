@@ -9,7 +9,8 @@ with its class text features among them), model.safetensors (the weights) and RE
 training recipe and, when the run was tested, its scores (the summary.json test.py wrote beside the run:
 <run>/test/ or results/<run>/test/, or --results). Load it with `models.from_pretrained(OUT_DIR)`, or pass OUT_DIR
 (or the pushed repository id) as --checkpoint to test.py, predict.py and evaluate_real.py. --push uploads that very
-folder with huggingface_hub (log in first: `hf auth login`).
+folder with huggingface_hub (log in first: `hf auth login`); to push an exported folder again, give it as both
+--checkpoint and OUT_DIR.
 """
 from __future__ import annotations
 
@@ -17,27 +18,41 @@ import argparse
 import json
 from pathlib import Path
 
-from utils.cli import add_model_arguments, run_name, run_reporting_user_errors, script_parser
+from utils.cli import UserError, add_model_arguments, run_name, run_reporting_user_errors, script_parser
 from utils.paths import OutputFolder, check_readable
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = script_parser(__doc__)
     add_model_arguments(parser)
-    parser.add_argument("out", type=Path, metavar="OUT_DIR", help="the model folder to write (new, or empty)")
+    parser.add_argument("out", type=Path, metavar="OUT_DIR",
+                        help="the model folder to write (one not holding an export yet)")
     parser.add_argument("--push", metavar="ORG/NAME", help="also upload the folder to this Hugging Face repository")
     parser.add_argument("--results", type=Path, help="test.py's summary.json for the card (default: found beside the run)")
     return parser.parse_args(argv)
 
 
+def read_results(path: Path) -> dict:
+    try:
+        summary = json.loads(check_readable(path, "test results").read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UserError(f"test results {path}: not a JSON file ({e})") from None
+    if not isinstance(summary, dict) or not {"checkpoint", "data", "images", "psnr", "ssim"} <= set(summary):
+        raise UserError(f"test results {path}: not a summary.json written by test.py")
+    return summary
+
+
 def test_results(args: argparse.Namespace) -> dict | None:
-    """The summary.json of the checkpoint's test run: --results, else <run>/test/ or results/<run>/test/."""
+    """The summary.json test.py wrote for this very checkpoint: --results, else <run>/test/ or results/<run>/test/
+    when it names the checkpoint."""
     if args.results is not None:
-        return json.loads(check_readable(args.results, "test results").read_text())
+        return read_results(args.results)
     for candidate in (args.checkpoint.parent / "test" / "summary.json",
                       Path("results") / run_name(args.checkpoint) / "test" / "summary.json"):
         if candidate.is_file():
-            return json.loads(candidate.read_text())
+            summary = read_results(candidate)
+            if Path(summary["checkpoint"]).resolve() == args.checkpoint.resolve():
+                return summary
     return None
 
 
@@ -48,6 +63,9 @@ def with_text_features(prior: dict) -> dict:
     from prior import load_clip
     from utils.config import PriorConfig
 
+    if Path(prior["clip_pretrained"]).suffix:
+        print(f"note: the CLIP weights are a local file ({prior['clip_pretrained']}): wherever the folder runs with CLIP, "
+              f"that file must exist")
     if prior["mode"] == "labels" or prior.get("text_features") is not None:
         return prior
     try:
@@ -62,13 +80,21 @@ def export(args: argparse.Namespace) -> Path:
     # PyTorch loads here, after the arguments are parsed: --help answers at once
     from models.build import checkpoint_model
     from models.card import model_card
-    from models.pretrained import CARD_FILE, PRETRAINED_FILES, save_pretrained
+    from models.pretrained import CARD_FILE, PRETRAINED_FILES, REPO_ID, save_pretrained
     from utils.checkpoint import load_checkpoint
 
+    if args.push and not REPO_ID.match(args.push):
+        raise UserError(f"--push {args.push!r}: a Hugging Face repository id is ORG/NAME (your user name or an "
+                        f"organisation, then the model's name)")
+    if args.checkpoint.is_dir() and args.checkpoint.resolve() == args.out.resolve():  # an exported folder, pushed again
+        if missing := [name for name in PRETRAINED_FILES if not (args.out / name).is_file()]:
+            raise UserError(f"{args.out} is not an exported model folder: it lacks {', '.join(missing)}")
+        return push(args.out, args.push) if args.push else args.out
     contents = load_checkpoint(args.checkpoint)
     model, arguments = checkpoint_model(contents, args.checkpoint, args.model)
-    if model.takes_prior:
-        arguments = arguments | {"prior": with_text_features(model.prior_settings())}
+    if model.takes_prior:  # the settings a network needs wherever it runs; not those of one training machine
+        prior = {k: v for k, v in model.prior_settings().items() if k not in ("cache_dir", "fallback_to_labels")}
+        arguments = arguments | {"prior": with_text_features(prior)}
     results = test_results(args)
     with OutputFolder(args.out) as folder:
         existing = [name for name in PRETRAINED_FILES if (folder / name).exists()]
@@ -78,12 +104,10 @@ def export(args: argparse.Namespace) -> Path:
         card = model_card(model.model_name, args.push or str(folder), contents.get("config"), results, arguments.get("prior"))
         (folder / CARD_FILE).write_text(card)
     print(f"{model.model_name} exported to {folder}")
-    if args.push:
-        push(folder, args.push)
-    return folder
+    return push(folder, args.push) if args.push else folder
 
 
-def push(folder: Path, repository: str) -> None:
+def push(folder: Path, repository: str) -> Path:
     """Upload the exported folder as it is: the repository is created when missing."""
     import huggingface_hub
 
@@ -93,6 +117,7 @@ def push(folder: Path, repository: str) -> None:
     commit = huggingface_hub.upload_folder(repo_id=repository, folder_path=folder, allow_patterns=list(PRETRAINED_FILES),
                                            commit_message=f"Upload {folder.name}")
     print(f"pushed to {repository}: {getattr(commit, 'commit_url', commit)}")
+    return folder
 
 
 def main(argv=None) -> Path:

@@ -29,6 +29,7 @@ from models import build_model, load_model
 from utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from utils.cli import run_reporting_user_errors
 from utils.image import read_image
+from utils.paths import LOCK_FILE
 
 from .conftest import load_script, tiny_config, write_checkpoint
 from .test_datasets import make_pairs
@@ -464,7 +465,8 @@ def test_outputs_are_checked_writable_before_the_first_photo(tmp_path, monkeypat
     for main in (predict.main, evaluate_real.main):
         message = user_error(main, [photos(tmp_path / "in"), "--checkpoint", checkpoint])
         assert "output folder results/net/" in message and "cannot be created or written" in message
-    assert user_error(test_script.main, ["--checkpoint", checkpoint, "--data", make_pairs(tmp_path / "t", count=1)])
+    message = user_error(test_script.main, ["--checkpoint", checkpoint, "--data", make_pairs(tmp_path / "t", count=1)])
+    assert "output folder results/net/test cannot be created or written" in message
     assert not dehazed
 
 
@@ -495,7 +497,7 @@ def start_training(tmp_path: Path, name: str, seed: int, epochs: int) -> tuple[s
     child = subprocess.Popen([sys.executable, "train.py", str(tmp_path / f"{name}.yaml")], cwd=ROOT,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     for _ in range(600):
-        if (out_dir / ".lock").is_file() and f"process {child.pid} " in (out_dir / ".lock").read_text():
+        if (out_dir / LOCK_FILE).is_file() and f"process {child.pid} " in (out_dir / LOCK_FILE).read_text():
             return child, tmp_path / f"{name}.yaml"
         if child.poll() is not None:
             raise AssertionError(child.stderr.read())
@@ -506,9 +508,9 @@ def start_training(tmp_path: Path, name: str, seed: int, epochs: int) -> tuple[s
 def test_a_second_run_into_the_same_out_dir_stops_at_once(tmp_path):
     first, _ = start_training(tmp_path, "first", seed=1, epochs=12)
     (tmp_path / "second.yaml").write_text(json.dumps(tiny_config(tmp_path / "run", train={"seed": 2}).to_dict()))
-    message = one_line_error([sys.executable, "train.py", tmp_path / "second.yaml"])
+    message = user_error(train.main, [tmp_path / "second.yaml"])  # in this process: no start-up delay
     assert message == f"error: out_dir {tmp_path / 'run'} is in use by process {first.pid} on {socket.gethostname()}: " \
-                      f"wait for it to finish, or choose another one\n"
+                      f"wait for it to finish, or choose another one"
     assert first.wait(timeout=300) == 0, first.stderr.read()
     checkpoint = load_checkpoint(tmp_path / "run" / "last.pt")
     assert checkpoint["epoch"] == 12 and checkpoint["config"]["train"]["seed"] == 1  # the first run's, whole
@@ -555,5 +557,5 @@ def test_ctrl_c_in_test_py_says_in_one_line_what_was_kept(tmp_path, monkeypatch,
                           "--out", str(tmp_path / "out")])
     assert stop.value.code == 130
     last_line = capsys.readouterr().err.rstrip("\n").rsplit("\n", 1)[-1]  # after the progress bar
-    assert last_line == (f"interrupted: {tmp_path / 'out' / 'images'} holds the images dehazed so far; no scores were "
-                         f"written (test.py starts over when run again)")
+    assert last_line == (f"interrupted: no scores were written; {tmp_path / 'out' / 'images'} holds the images dehazed so "
+                         f"far (test.py starts over when run again)")

@@ -35,7 +35,7 @@ def export(*argv) -> Path:
 def test_a_released_network_exported_and_loaded_elsewhere_reproduces_its_output(vector, model, vectors_dir, tmp_path,
                                                                                 monkeypatch):
     folder = export("--checkpoint", vectors_dir / vector, "--model", model, tmp_path / "exported" / model)
-    assert sorted(p.name for p in folder.iterdir() if p.name != ".lock") == ["README.md", "config.json", "model.safetensors"]
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]  # nothing else
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)  # nothing is read relative to the repository or the export's working folder
@@ -72,6 +72,9 @@ def test_a_demo_run_exports_with_its_scores_and_predicts_the_same_images(tmp_pat
         assert rows[subset] == [str(scores["images"]), f"{scores['psnr']:.2f}", f"{scores['ssim']:.4f}",
                                 f"{scores['hazy_psnr']:.2f}", f"{scores['hazy_ssim']:.4f}"], subset
     assert "- 1 epochs, batch 4, AdamW lr 0.001" in (folder / "README.md").read_text()  # the recipe, from the config
+    assert "- language prior: labels" in (folder / "README.md").read_text()
+    last = export("--checkpoint", tmp_path / "run" / "last.pt", tmp_path / "mixcl-t-last")  # test.py scored best.pt
+    assert "No test results were exported with it." in (last / "README.md").read_text()
 
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -93,6 +96,13 @@ def test_push_uploads_that_very_folder_in_one_call(tmp_path, monkeypatch):
     assert sorted(uploads[0][1]["allow_patterns"]) == ["README.md", "config.json", "model.safetensors"]
     assert calls[0] == ("create_repo", "someone/dehazer", {"exist_ok": True})
     assert 'from_pretrained("someone/dehazer")' in (folder / "README.md").read_text()  # the card says how to load it
+    calls.clear()
+    export("--checkpoint", folder, folder, "--push", "someone/dehazer")  # an exported folder, pushed again as it is
+    assert [c[0] for c in calls] == ["create_repo", "upload_folder"] and calls[1][1]["folder_path"] == folder
+    with pytest.raises(SystemExit, match=r"--push 'dehazer': a Hugging Face repository id is ORG/NAME"):
+        run_reporting_user_errors(export_pretrained.main, ["--checkpoint", str(tmp_path / "net.pt"), str(tmp_path / "x"),
+                                                           "--push", "dehazer"])
+    assert not (tmp_path / "x").exists()
 
 
 def test_a_hub_repository_in_the_cache_loads_offline_and_an_uncached_one_fails_at_once(tmp_path, monkeypatch):

@@ -15,7 +15,8 @@ protocol does, and one rule covers every kind of file:
   should look like is not in the file.
 `check_image` goes further before a run starts: JPEGs are also decoded strictly, so that truncated or
 corrupted data (which OpenCV decodes into garbage with only a line on stderr) is reported with the file name.
-What OpenCV and libjpeg print while decoding is silenced: the error this module raises says it, naming the file.
+What OpenCV and libjpeg print while `check_image` decodes a damaged file is silenced: the problem it reports says
+it, naming the file.
 """
 from __future__ import annotations
 
@@ -107,12 +108,13 @@ _quiet = {"lock": threading.Lock(), "users": 0, "saved": None}
 @contextlib.contextmanager
 def native_stderr_silenced():
     """Send what C libraries write to stderr (OpenCV's log, libjpeg's warnings) to /dev/null inside the block:
-    this module's own error names the file and says it better. Safe with several decoding threads: stderr is
-    restored when the last one leaves."""
+    this module's own error names the file and says it better. Used only by the checks before a run (the whole
+    process's stderr is redirected meanwhile); safe with several checking threads: stderr is restored when the
+    last one leaves."""
     with _quiet["lock"]:
         if _quiet["users"] == 0:
-            _quiet["saved"] = os.dup(2)
             with open(os.devnull, "wb") as null:
+                _quiet["saved"] = os.dup(2)
                 os.dup2(null.fileno(), 2)
         _quiet["users"] += 1
     try:
@@ -131,8 +133,7 @@ def read_image(path: Path | str) -> np.ndarray:
     if problem := unreadable_file(path):
         raise ImageError(f"{path}: {problem}")
     orientation = _orientation(path)
-    with native_stderr_silenced():
-        stored = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    stored = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if stored is None:
         raise ImageError(f"{path}: cannot be decoded as an image (damaged, or not an image format OpenCV reads)")
     if stored.dtype == np.uint8:
@@ -159,10 +160,11 @@ def check_image(path: Path | str) -> tuple[tuple[int, int] | None, str | None]:
     also decoded strictly (truncated or corrupted data is an error, not a warning)."""
     path = Path(path)
     try:
-        image = read_image(path)
+        with native_stderr_silenced():
+            image = read_image(path)
+            problem = _jpeg_problem(path) if path.suffix.lower() in (".jpg", ".jpeg") else None
     except ImageError as e:
         return None, str(e).removeprefix(f"{path}: ")
-    problem = _jpeg_problem(path) if path.suffix.lower() in (".jpg", ".jpeg") else None
     return (None, problem) if problem else ((image.shape[1], image.shape[0]), None)
 
 

@@ -3,14 +3,14 @@ a broken link, a folder where a file is wanted, permission denied), and the outp
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import socket
+import sys
 from pathlib import Path
 
 from .cli import UserError
 
-LOCK_FILE = ".lock"  # in an output folder: held (flock) by the run writing there, released by the kernel at its end
+LOCK_FILE = ".mixcl-dehaze.lock"  # in an output folder while a run writes there (flock: the kernel releases it)
 
 
 def unreadable_file(path: Path | str) -> str | None:
@@ -20,6 +20,8 @@ def unreadable_file(path: Path | str) -> str | None:
         return "a broken link (it points to nothing)" if path.is_symlink() else "no such file"
     if path.is_dir():
         return "a folder, not a file"
+    if not path.is_file():
+        return "not a regular file (a pipe, socket or device)"
     try:
         with open(path, "rb"):
             pass
@@ -53,9 +55,10 @@ def _folder_problem(folder: Path) -> str | None:
 
 class OutputFolder:
     """An output folder owned by this process while the `with` block runs: created if needed, then locked with
-    flock on its .lock file, so that a second run into it stops at once (the kernel releases the lock when this
-    process ends, even by kill -9). On leaving with an error, a folder this process created and left empty is
-    removed again."""
+    flock on a lock file in it, so that a second run into it stops at once (the kernel releases the lock when this
+    process ends, even by kill -9). The lock file is removed on leaving, and so are the folders this process created
+    when it leaves them empty after an error. Where the file system cannot lock, the run goes on unlocked, with a
+    warning."""
 
     def __init__(self, folder: Path | str, purpose: str = "output folder"):
         self.folder, self.purpose = Path(folder), purpose
@@ -66,34 +69,56 @@ class OutputFolder:
         problem = _folder_problem(self.folder)
         if problem:
             raise UserError(f"{self.purpose} {self.folder}: {problem}; choose another one")
-        missing = [p for p in (self.folder, *self.folder.parents) if not p.exists()]
+        self.created = [p for p in (self.folder, *self.folder.parents) if not p.exists()]
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             self.handle = open(self.folder / LOCK_FILE, "a+")  # held open while the run lasts
         except OSError as e:
+            self._remove_created()
             raise UserError(f"{self.purpose} {self.folder} cannot be created or written ({e.strerror}); choose "
                             f"another one") from None
-        self.created = missing
         try:
+            self._lock()
+        except BaseException:
+            self._release(failed=True)
+            raise
+        return self.folder
+
+    def _lock(self) -> None:
+        try:
+            import fcntl  # noqa: PLC0415 — POSIX only: elsewhere runs go on unlocked
             fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except ImportError:
+            return
         except OSError as e:
+            if e.errno not in (errno.EAGAIN, errno.EACCES):  # e.g. a network file system without locks
+                print(f"warning: {self.folder} cannot be locked ({e.strerror}): nothing stops a second run writing there",
+                      file=sys.stderr)
+                return
             self.handle.seek(0)
-            holder = self.handle.read().strip() or "another process"
+            holder = self.handle.read(200).strip() or "another process"
             self.handle.close()
-            if e.errno not in (errno.EAGAIN, errno.EACCES):
-                raise
+            self.handle = None
             raise UserError(f"{self.purpose} {self.folder} is in use by {holder}: wait for it to finish, or choose "
                             f"another one") from None
         self.handle.seek(0)
         self.handle.truncate()
         self.handle.write(f"process {os.getpid()} on {socket.gethostname()}\n")
         self.handle.flush()
-        return self.folder
 
     def __exit__(self, kind, error, traceback) -> None:
-        if error is not None and self.created and {p.name for p in self.folder.iterdir()} == {LOCK_FILE}:
-            (self.folder / LOCK_FILE).unlink()
-            for folder in self.created:  # innermost first
-                if not any(folder.iterdir()):
-                    folder.rmdir()
-        self.handle.close()
+        self._release(failed=error is not None)
+
+    def _release(self, failed: bool) -> None:
+        if self.handle is not None:
+            self.handle.close()
+            self.handle = None
+            (self.folder / LOCK_FILE).unlink(missing_ok=True)
+        if failed:
+            self._remove_created()
+
+    def _remove_created(self) -> None:
+        """The folders this process created, innermost first, as long as they are empty."""
+        for folder in self.created:
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
