@@ -9,7 +9,7 @@ import torch
 from utils.checkpoint import CheckpointError, is_project_checkpoint, load_checkpoint
 
 from .interface import DehazingNetwork
-from .pretrained import from_pretrained, is_pretrained_reference
+from .pretrained import CONFIG_FILE, is_pretrained_reference, read_pretrained
 from .registry import canonical_name, create_model, stored_model
 
 
@@ -34,6 +34,18 @@ def load_model(checkpoint: Path | str, name: str | None = None) -> DehazingNetwo
         return model
     model, _ = checkpoint_model(load_checkpoint(checkpoint), checkpoint, name)
     return model
+
+
+def from_pretrained(source: Path | str) -> DehazingNetwork:
+    """The network of a model folder or a Hub repository ("org/name"), in eval mode, with its prior settings:
+    what `load_model` gives for a checkpoint file. Every problem is one CheckpointError naming the file."""
+    name, arguments, weights, path = read_pretrained(source)
+    try:
+        model = create_model(name, **arguments)
+    except (TypeError, ValueError, KeyError) as e:
+        raise CheckpointError(f"{path.parent / CONFIG_FILE}: {name} cannot be built with its model_args ({e})") from None
+    load_weights(model, name, weights, source=path)
+    return model.eval()
 
 
 def checkpoint_model(contents: dict[str, Any], source: Path | str, name: str | None = None) -> tuple[DehazingNetwork, dict]:

@@ -1,7 +1,8 @@
 """Pretrained networks as Hugging Face model folders: `config.json` (the registered name and the constructor
 arguments, a MixCL network's prior settings among them), `model.safetensors` (the weights, no pickle) and a model
 card, `README.md`. `from_pretrained` loads such a folder, or a Hub repository through huggingface_hub's cache (so a
-downloaded repository also loads offline); scripts/export_pretrained.py writes and pushes them.
+downloaded repository also loads offline; models.build.from_pretrained builds the network); scripts/export_pretrained.py
+writes and pushes them.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import torch
 from utils.checkpoint import CheckpointError
 
 from .interface import DehazingNetwork
-from .registry import create_model, stored_model
+from .registry import stored_model
 from .weights import server_reachable
 
 PRETRAINED_FORMAT = "mixcl-dehaze-pretrained/1"
@@ -83,24 +84,13 @@ def read_pretrained_config(folder: Path) -> tuple[str, dict]:
     return stored_model(config.get("model_name"), config.get("model_args", {}), path)
 
 
-def from_pretrained(source: Path | str) -> DehazingNetwork:
-    """The network of a model folder or a Hub repository ("org/name"), in eval mode, with its prior settings:
-    what `load_model` gives for a checkpoint file. Every problem is one CheckpointError naming the file."""
+def read_pretrained(source: Path | str) -> tuple[str, dict, dict[str, torch.Tensor], Path]:
+    """(registered name, constructor arguments, weights, the weights file) of a model folder or Hub repository."""
     folder = pretrained_folder(source)
     name, arguments = read_pretrained_config(folder)
-    try:
-        model = create_model(name, **arguments)
-    except (TypeError, ValueError, KeyError) as e:
-        raise CheckpointError(f"{folder / CONFIG_FILE}: {name} cannot be built with its model_args ({e})") from None
     path = folder / WEIGHTS_FILE
     try:
         weights = safetensors.torch.load_file(str(path))
     except (OSError, safetensors.SafetensorError) as e:
         raise CheckpointError(f"{path}: cannot be read as safetensors weights ({e})") from None
-    if not all(torch.isfinite(t).all() for t in weights.values() if t.is_floating_point()):
-        raise CheckpointError(f"{path} holds non-finite weights (NaN or inf): a run that diverged")
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as e:
-        raise CheckpointError(f"{path} does not hold {name!r} weights ({' '.join(str(e).split())[:300]})") from None
-    return model.eval()
+    return name, arguments, weights, path
