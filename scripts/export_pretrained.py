@@ -80,15 +80,10 @@ def export(args: argparse.Namespace) -> Path:
     # PyTorch loads here, after the arguments are parsed: --help answers at once
     from models.build import checkpoint_model
     from models.card import model_card
-    from models.pretrained import CARD_FILE, PRETRAINED_FILES, REPO_ID, save_pretrained
+    from models.pretrained import CARD_FILE, PRETRAINED_FILES, save_pretrained
     from utils.checkpoint import load_checkpoint
 
-    if args.push and not REPO_ID.match(args.push):
-        raise UserError(f"--push {args.push!r}: a Hugging Face repository id is ORG/NAME (your user name or an "
-                        f"organisation, then the model's name)")
-    if args.checkpoint.is_dir() and args.checkpoint.resolve() == args.out.resolve():  # an exported folder, pushed again
-        if missing := [name for name in PRETRAINED_FILES if not (args.out / name).is_file()]:
-            raise UserError(f"{args.out} is not an exported model folder: it lacks {', '.join(missing)}")
+    if exported_folder_to_push(args):
         return push(args.out, args.push) if args.push else args.out
     contents = load_checkpoint(args.checkpoint)
     model, arguments = checkpoint_model(contents, args.checkpoint, args.model)
@@ -105,6 +100,20 @@ def export(args: argparse.Namespace) -> Path:
         (folder / CARD_FILE).write_text(card)
     print(f"{model.model_name} exported to {folder}")
     return push(folder, args.push) if args.push else folder
+
+
+def exported_folder_to_push(args: argparse.Namespace) -> bool:
+    """Whether --checkpoint is OUT_DIR itself, an exported folder to push again; the repository id checked first."""
+    from models.pretrained import PRETRAINED_FILES, REPO_ID
+
+    if args.push and not REPO_ID.match(args.push):
+        raise UserError(f"--push {args.push!r}: a Hugging Face repository id is ORG/NAME (your user name or an "
+                        f"organisation, then the model's name)")
+    if not (args.checkpoint.is_dir() and args.checkpoint.resolve() == args.out.resolve()):
+        return False
+    if missing := [name for name in PRETRAINED_FILES if not (args.out / name).is_file()]:
+        raise UserError(f"{args.out} is not an exported model folder: it lacks {', '.join(missing)}")
+    return True
 
 
 def push(folder: Path, repository: str) -> Path:
