@@ -4,8 +4,9 @@
     net = torch.hub.load("path/to/this/repository", "mixdehazenet_s", source="local", checkpoint="MixDehazeNet-s.pth")
     net = torch.hub.load("path/to/this/repository", "ka_net", source="local")        # random weights, training mode
 
-With `checkpoint` (this project's, or an official MixDehazeNet / MixCLDehazeNet / KA-Net file) the network comes
-in eval mode with those weights, as models.load_model gives it; other keyword arguments go to the constructor.
+With `checkpoint` (this project's, a model folder or Hugging Face repository id from scripts/export_pretrained.py,
+or an official MixDehazeNet / MixCLDehazeNet / KA-Net file) the network comes in eval mode with those weights, as
+models.load_model gives it; other keyword arguments go to the constructor.
 """
 from models import build_model, list_models, load_model
 
