@@ -52,7 +52,7 @@ def train(config: Config, resume: bool = False) -> list[dict]:
             keep_freed_memory()  # process-wide: glibc keeps freed memory for the next step (utils/cpu_memory.py)
         criterion = build_loss(config.loss).to(process.device)
         data = engine.prepare_data(config, process)
-        run = engine.build_run(config, criterion, data.model_args, process)
+        run = engine.build_run(config, criterion, data.model_args, process, data.steps_per_epoch)
         if resume and (changed := engine.restore_run(run, out_dir / "last.pt")):
             print("resuming with " + ", ".join(f"{key} = {getattr(config.train, key.split('.')[1])}" for key in changed))
         log = engine.TrainingLog(out_dir, run, data)
@@ -60,28 +60,39 @@ def train(config: Config, resume: bool = False) -> list[dict]:
 
         for epoch in range(run.epoch, config.train.epochs):
             run.model.train()
-            started = time.perf_counter()
-            batches = tqdm(data.batches(epoch), total=data.steps_per_epoch, desc=f"epoch {epoch + 1}/{config.train.epochs}",
-                           leave=False, dynamic_ncols=True, disable=not process.is_main)
-            for step, micro_batches in enumerate(batches):
+            started, first_step = time.perf_counter(), run.step
+            batches = tqdm(data.batches(epoch, run.step), initial=run.step, total=data.steps_per_epoch, leave=False,
+                           desc=f"epoch {epoch + 1}/{config.train.epochs}", dynamic_ncols=True, disable=not process.is_main)
+            for micro_batches in batches:
                 losses = engine.train_step(run, micro_batches)
-                log.step(epoch * data.steps_per_epoch + step, losses)
+                log.step(epoch * data.steps_per_epoch + run.step, losses)
+                run.step += 1
                 batches.set_postfix(loss=f"{losses[0]:.4f}")
+                every = config.train.eval_every_steps
+                if every and run.step % every == 0 and run.step < data.steps_per_epoch:
+                    validate_and_save(run, data, log, out_dir)  # within a long epoch: resumable from this step
+                    run.model.train()
             run.scheduler.step()
-            run.epoch = epoch + 1
-            log.epoch(data.steps_per_epoch * config.train.batch_size / (time.perf_counter() - started))
-            if run.epoch % config.train.eval_every and run.epoch != config.train.epochs:
-                continue
-            if process.is_main:
-                metrics, records = engine.validate(run, data.val_loader)
-                log.validation(metrics, records)
-                engine.save_checkpoints(run, out_dir)
-            process.barrier()  # the other processes wait while rank 0 validates and saves
+            run.epoch, run.step = epoch + 1, 0
+            log.epoch((data.steps_per_epoch - first_step) * config.train.batch_size / (time.perf_counter() - started))
+            if run.epoch % config.train.eval_every == 0 or run.epoch == config.train.epochs:
+                validate_and_save(run, data, log, out_dir)
         log.close()
     engine.finish_process(process)
     if process.is_main:
         report_where_the_results_are(run.history, out_dir)
     return run.history
+
+
+def validate_and_save(run, data, log, out_dir: Path) -> None:
+    """Rank 0 validates and writes best.pt / last.pt while the other processes wait."""
+    import engine
+
+    if run.process.is_main:
+        metrics, records = engine.validate(run, data.val_loader)
+        log.validation(metrics, records)
+        engine.save_checkpoints(run, out_dir)
+    run.process.barrier()
 
 
 def check_resumable(out_dir: Path, resume: bool) -> None:

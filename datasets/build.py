@@ -6,7 +6,7 @@ from pathlib import Path
 from torch.utils.data import Dataset
 
 from .haze_model import HazeModel
-from .paired import PairedImageDataset, holdout_split, validate_paired_folder
+from .paired import PairedImageDataset, holdout_split, scenes_by_clear_image, validate_paired_folder
 from .synthetic import CleanImageFolder, SyntheticHazeDataset
 from .transforms import PairedAugment
 
@@ -25,14 +25,15 @@ def build_training_sets(data) -> tuple[Dataset, Dataset]:
     train_root = Path(data.root) / data.train_split
     names = validate_paired_folder(train_root, min_size=data.crop_size)
     if data.validation == "holdout":
-        names, val_names = holdout_split(names, data.holdout_fraction)
+        names, val_names = holdout_split(names, data.holdout_fraction, scene_of=scenes_by_clear_image(train_root, names))
         val_root = train_root
-    else:  # "test-center-crop": what the released recipes do (model selection on the test set)
+    else:  # what the released recipes do: model selection on the test split, centre crops or whole images
         val_root = Path(data.root) / data.test_split
-        val_names = validate_paired_folder(val_root, min_size=data.crop_size)
+        val_names = validate_paired_folder(val_root, min_size=data.crop_size if data.validation == "test-center-crop" else None)
     augment = PairedAugment(data.crop_size, data.edge_decay, data.rotate90)
-    return (PairedImageDataset(train_root, names, "train", augment),
-            PairedImageDataset(val_root, val_names, "valid", crop_size=data.crop_size))
+    validation = (PairedImageDataset(val_root, val_names, "test") if data.validation == "test-full" else
+                  PairedImageDataset(val_root, val_names, "valid", crop_size=data.crop_size))
+    return PairedImageDataset(train_root, names, "train", augment), validation
 
 
 def build_test_set(source: Path | str) -> Dataset:

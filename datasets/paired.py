@@ -83,12 +83,32 @@ def _pair_problems(clear: Path, hazy: Path, results: dict, min_size: int | None)
     return []
 
 
-def holdout_split(names: list[str], fraction: float, seed: int = 0) -> tuple[list[str], list[str]]:
-    """Deterministically split names into (train, held-out) by hashing each name: stable when files are added."""
+def holdout_split(names: list[str], fraction: float, seed: int = 0,
+                  scene_of: dict[str, str] | None = None) -> tuple[list[str], list[str]]:
+    """Deterministically split names into (train, held-out): scenes ranked by a hash of their name, held out whole
+    until `fraction` of the names is reached, so the split is stable when files are added. `scene_of` maps each
+    name to its scene (default: every name its own scene): the hazy versions of one clear image stay together."""
+    scene_of = scene_of or {n: n for n in names}
     count = max(1, round(len(names) * fraction))
-    ranked = sorted(names, key=lambda n: hashlib.sha1(f"{seed}:{n}".encode()).hexdigest())
-    held_out = set(ranked[:count])
+    members: dict[str, list[str]] = {}
+    for name in names:
+        members.setdefault(scene_of[name], []).append(name)
+    held_out: set[str] = set()
+    for scene in sorted(members, key=lambda s: hashlib.sha1(f"{seed}:{s}".encode()).hexdigest()):
+        if len(held_out) >= count:
+            break
+        held_out.update(members[scene])
     return [n for n in names if n not in held_out], sorted(held_out)
+
+
+def scenes_by_clear_image(root: Path | str, names: list[str]) -> dict[str, str]:
+    """Each pair's scene: pairs whose clear images are one file (hard or symbolic links to it, as
+    scripts/prepare_data.py makes for the several hazy versions of one clear image) share the first of their names."""
+    scene_of, first_of_file = {}, {}
+    for name in sorted(names):
+        stat = (Path(root) / CLEAR_DIR / name).stat()
+        scene_of[name] = first_of_file.setdefault((stat.st_dev, stat.st_ino), name)
+    return scene_of
 
 
 class PairedImageDataset(Dataset):

@@ -25,11 +25,11 @@ class TrainingData:
     def steps_per_epoch(self) -> int:
         return self.sampler.steps_per_epoch
 
-    def batches(self, epoch: int) -> Iterator[list[dict]]:
-        """The epoch's global batches, each as this process's list of micro-batches."""
-        self.sampler.set_epoch(epoch)
+    def batches(self, epoch: int, start_step: int = 0) -> Iterator[list[dict]]:
+        """The epoch's global batches from `start_step` on, each as this process's list of micro-batches."""
+        self.sampler.set_epoch(epoch, start_step)
         micro_batches = iter(self.train_loader)
-        for _ in range(self.sampler.steps_per_epoch):
+        for _ in range(start_step, self.sampler.steps_per_epoch):
             yield [next(micro_batches) for _ in range(self.sampler.accumulation_steps)]
 
 
@@ -76,5 +76,6 @@ def prepare_data(config: Config, process: Process) -> TrainingData:
     sampler = sampler_for(config, process, len(train_set), len(val_set))
     options = dict(num_workers=config.data.num_workers, pin_memory=process.device.type == "cuda",
                    persistent_workers=config.data.num_workers > 0)
+    val_batch = 1 if config.data.validation == "test-full" else sampler.micro_batch_size  # whole images differ in size
     return TrainingData(DataLoader(train_set, sampler.micro_batch_size, sampler=sampler, **options),
-                        DataLoader(val_set, sampler.micro_batch_size, **options), sampler, model_args)
+                        DataLoader(val_set, val_batch, **options), sampler, model_args)

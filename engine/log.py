@@ -16,8 +16,12 @@ from .training import TrainingRun
 class TrainingLog:
     def __init__(self, out_dir: Path, run: TrainingRun, data: TrainingData):
         self.run, self.data = run, data
-        self.writer = (SummaryWriter(out_dir / "tensorboard", purge_step=run.epoch * data.steps_per_epoch)
-                       if run.process.is_main else None)
+        self.writer = (SummaryWriter(out_dir / "tensorboard", purge_step=self.global_step) if run.process.is_main else None)
+
+    @property
+    def global_step(self) -> int:
+        """Optimiser steps so far: the x axis of losses and validation scores alike."""
+        return self.run.epoch * self.data.steps_per_epoch + self.run.step
 
     def started(self) -> None:
         run, data = self.run, self.data
@@ -28,7 +32,7 @@ class TrainingLog:
               f"{run.process.device} × {run.process.world_size}, precision {run.amp_dtype or torch.float32}, batch "
               f"{run.config.train.batch_size} = {run.process.world_size} process(es) × "
               f"{data.sampler.accumulation_steps} accumulation step(s) × {data.sampler.micro_batch_size}"
-              + (f"; resuming after epoch {run.epoch}" if run.epoch else ""))
+              + (f"; resuming after epoch {run.progress}" if run.progress else ""))
 
     def step(self, global_step: int, losses: list[float]) -> None:
         if self.writer is None:
@@ -48,15 +52,15 @@ class TrainingLog:
     def validation(self, metrics: dict, records: list[dict]) -> None:
         if self.writer is None:
             return
-        epoch, best = self.run.epoch, self.run.history[-1]["best"]
+        step, best = self.global_step, self.run.history[-1]["best"]
         for name in ("psnr", "ssim", "ema_psnr", "ema_ssim"):
             if name in metrics:
-                self.writer.add_scalar(f"val/{name}", metrics[name], epoch)
+                self.writer.add_scalar(f"val/{name}", metrics[name], step)
         for i, record in enumerate(records[:self.run.config.log_images]):
             samples = torch.stack([record["hazy"], record["output"], record["gt"]])
-            self.writer.add_images(f"val/{i}_hazy_output_gt", samples, epoch)
+            self.writer.add_images(f"val/{i}_hazy_output_gt", samples, step)
         self.writer.flush()  # logs on disk cover what the checkpoint will cover
-        tqdm.write(f"epoch {epoch}: validation PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f}"
+        tqdm.write(f"epoch {self.run.progress}: validation PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f}"
                    + (f", EMA {metrics['ema_psnr']:.2f} dB" if "ema_psnr" in metrics else "")
                    + f" (hazy input {metrics['hazy_psnr']:.2f} dB){'  [best]' if best else ''}")
 

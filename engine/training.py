@@ -51,13 +51,21 @@ class TrainingRun:
     model_args: dict
     amp_dtype: torch.dtype | None
     memory_format: torch.memory_format
+    steps_per_epoch: int = 1
     epoch: int = 0                       # finished epochs
+    step: int = 0                        # optimiser steps taken in the unfinished epoch
     best_psnr: float = -math.inf
     history: list[dict] = field(default_factory=list)
     skipped_steps: int = 0
 
+    @property
+    def progress(self) -> float:
+        """Epochs trained: whole ones, and the share of the unfinished one."""
+        return self.epoch if self.step == 0 else round(self.epoch + self.step / self.steps_per_epoch, 4)
 
-def build_run(config: Config, criterion: WeightedLoss, model_args: dict, process: Process) -> TrainingRun:
+
+def build_run(config: Config, criterion: WeightedLoss, model_args: dict, process: Process,
+              steps_per_epoch: int = 1) -> TrainingRun:
     """The network, AdamW (fused), cosine annealing per epoch, the GradScaler of fp16 autocast, the optional
     EMA, and the DDP / torch.compile wrappers, as the config asks."""
     train, device = config.train, process.device
@@ -75,7 +83,7 @@ def build_run(config: Config, criterion: WeightedLoss, model_args: dict, process
            if process.distributed else None)
     net = torch.compile(ddp or model) if train.compile else ddp or model
     return TrainingRun(config, process, model, net, ddp, criterion, optimizer, scheduler, scaler, ema, model_args,
-                       amp_dtype, memory_format)
+                       amp_dtype, memory_format, steps_per_epoch)
 
 
 def weights_are_finite(model: nn.Module) -> bool:
@@ -141,14 +149,14 @@ def validate(run: TrainingRun, loader) -> tuple[dict, list[dict]]:
     score = metrics["ema_psnr" if run.ema is not None else "psnr"]
     is_best = score > run.best_psnr
     run.best_psnr = max(run.best_psnr, score)
-    run.history.append({"epoch": run.epoch, **metrics, "best": is_best})
+    run.history.append({"epoch": run.progress, **metrics, "best": is_best})
     return metrics, records
 
 
 def training_checkpoint(run: TrainingRun) -> dict:
     """Everything `--resume` needs, and what `load_model` reads (utils/checkpoint.py describes the format)."""
     checkpoint = {"model_name": run.config.model, "model_args": run.model_args, "model": run.model.state_dict(),
-                  "config": run.config.to_dict(), "epoch": run.epoch, "metrics": run.history[-1],
+                  "config": run.config.to_dict(), "epoch": run.epoch, "step": run.step, "metrics": run.history[-1],
                   "best_psnr": run.best_psnr, "history": run.history, "optimizer": run.optimizer.state_dict(),
                   "scheduler": run.scheduler.state_dict(), "scaler": run.scaler.state_dict(),
                   "loss_state": run.criterion.running_state(), "rng": rng_state(), "skipped_steps": run.skipped_steps}
@@ -198,6 +206,7 @@ def restore_run(run: TrainingRun, path: Path) -> list[str]:
     run.criterion.load_running_state(checkpoint["loss_state"])
     set_rng_state(checkpoint["rng"])
     run.epoch, run.best_psnr, run.history = checkpoint["epoch"], checkpoint["best_psnr"], checkpoint["history"]
+    run.step = checkpoint.get("step", 0)  # checkpoints written before mid-epoch validation end epochs
     run.skipped_steps = checkpoint["skipped_steps"]
     if {"train.lr", "train.epochs"} & set(changed):
         replan_schedule(run)

@@ -1,3 +1,5 @@
+import os
+
 import cv2
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ from datasets import (
     holdout_split,
     validate_paired_folder,
 )
+from datasets.paired import scenes_by_clear_image
 from datasets.synthetic import TEST_HAZE, TEST_PHOTOS, add_haze, load_photo
 from utils.image import read_image
 
@@ -93,6 +96,24 @@ def test_holdout_split_is_deterministic_and_disjoint():
     assert holdout_split(names[::-1], 0.02)[1] == held_out  # independent of listing order
     grown = holdout_split(names + ["new.png"], 0.02)[1]
     assert len(set(grown) & set(held_out)) >= 9  # adding a file moves at most one name
+
+
+def test_the_hazy_versions_of_one_clear_image_are_held_out_together(tmp_path):
+    """ITS-like data (scripts/prepare_data.py: the GT entries of one scene's hazy images are links to one file): a
+    scene is held out whole, so that validation never shows a scene the network trained on under other haze."""
+    root = tmp_path / "train"
+    (root / "GT").mkdir(parents=True)
+    for scene in range(1, 21):
+        clear = root / f"clear_{scene}.png"
+        clear.write_bytes(b"")
+        for k in range(1, 6):
+            os.link(clear, root / "GT" / f"{scene}_{k}_0.9.png")
+    names = sorted(p.name for p in (root / "GT").iterdir())
+    scene_of = scenes_by_clear_image(root, names)
+    train, held_out = holdout_split(names, 0.1, scene_of=scene_of)
+    assert len(held_out) == 10 and len({n.split("_")[0] for n in held_out}) == 2
+    assert not {n.split("_")[0] for n in held_out} & {n.split("_")[0] for n in train}
+    assert holdout_split(names, 0.1)[1] != held_out  # name by name, scenes would be split
 
 
 def test_paired_dataset_modes(tmp_path):

@@ -69,6 +69,30 @@ def test_resume_gives_the_same_losses_as_an_uninterrupted_run(tmp_path, monkeypa
     assert [h["epoch"] for h in history] == [1, 2, 3]
 
 
+def test_validation_within_an_epoch_and_resuming_from_there(tmp_path, monkeypatch):
+    """train.eval_every_steps: validated and saved every 2 of an epoch's 4 steps (and at its end); a run killed
+    after the save in the middle of epoch 2 resumes from that step and ends as the uninterrupted run."""
+    settings = {"data": {"samples_per_epoch": 4}, "train": {"epochs": 2, "batch_size": 1, "eval_every_steps": 2}}
+    full = train.train(tiny_config(tmp_path / "full", **settings))
+    assert [h["epoch"] for h in full] == [0.5, 1, 1.5, 2]
+    save = engine.training.save_checkpoint
+
+    def killed(path, payload):
+        save(path, payload)
+        if path.name == "last.pt" and (payload["epoch"], payload["step"]) == (1, 2):
+            raise KeyboardInterrupt("simulated kill")
+
+    monkeypatch.setattr(engine.training, "save_checkpoint", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train.train(tiny_config(tmp_path / "resumed", **settings))
+    monkeypatch.undo()
+    resumed = train.train(tiny_config(tmp_path / "resumed", **settings), resume=True)
+    assert [h["psnr"] for h in resumed] == [h["psnr"] for h in full]
+    assert logged_losses(tmp_path / "resumed") == logged_losses(tmp_path / "full")
+    a, b = (load_checkpoint(tmp_path / run / "last.pt") for run in ("full", "resumed"))
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
 def test_checkpoint_carries_everything_needed(tmp_path):
     config = tiny_config(tmp_path)
     train.train(config)
@@ -102,6 +126,25 @@ def test_validation_split_choices(tmp_path):
     anchors = tiny_config(tmp_path, data={"dataset": "paired", "root": str(tmp_path), "validation": "test-center-crop"}).data
     train_set, val_set = build_training_sets(anchors)
     assert (len(train_set), len(val_set)) == (10, 3) and val_set.root == tmp_path / "test"
+    whole = tiny_config(tmp_path, data={"dataset": "paired", "root": str(tmp_path), "validation": "test-full"}).data
+    _, val_set = build_training_sets(whole)
+    assert val_set[0]["hazy"].shape == (3, 48, 48) and val_set.root == tmp_path / "test"  # the whole image, not a crop
+
+
+def test_whole_test_images_of_different_sizes_validate_one_at_a_time(tmp_path):
+    """valid_mode "test" of the releases (data.validation: test-full) on test images of two sizes."""
+    make_pairs(tmp_path / "data" / "train", count=4, size=(40, 40))
+    make_pairs(tmp_path / "data" / "test", count=1, size=(45, 61))
+    make_pairs(tmp_path / "data" / "test2", count=1, size=(52, 40))
+    for kind in ("GT", "hazy"):
+        (tmp_path / "data" / "test2" / kind / "00.png").rename(tmp_path / "data" / "test" / kind / "01.png")
+    config = tiny_config(tmp_path / "run", data={"dataset": "paired", "root": str(tmp_path / "data"),
+                                                 "validation": "test-full", "crop_size": 32})
+    history = train.train(config)
+    summary = test_script.main(["--checkpoint", str(tmp_path / "run" / "best.pt"), "--data", str(tmp_path / "data" / "test"),
+                                "--out", str(tmp_path / "test"), "--no-images"])
+    # validation scored what test.py scores
+    assert summary["images"] == 2 and history[0]["psnr"] == pytest.approx(summary["psnr"], abs=1e-4)
 
 
 def test_test_script_writes_csv_summary_and_images(tmp_path):

@@ -26,6 +26,9 @@ class ConfigError(UserError, ValueError):
     pass
 
 
+VALIDATION_MODES = ("holdout", "test-center-crop", "test-full")
+
+
 @dataclass
 class DataConfig:
     dataset: str = "paired"            # "paired": RESIDE-6K layout under `root`; "synthetic": datasets/synthetic.py
@@ -35,8 +38,9 @@ class DataConfig:
     crop_size: int = 256
     edge_decay: float = 0.0            # extra probability of crops touching the border (DehazeFormer)
     rotate90: bool = False             # random 90° rotations (indoor recipes only)
-    # "holdout": validate on centre crops of `holdout_fraction` of the train split (default: the test set
-    # stays unseen until test.py). "test-center-crop": the released recipes' practice, centre crops of the test split.
+    # "holdout": validate on centre crops of `holdout_fraction` of the train split's clear images (default: the
+    # test set stays unseen until test.py). The releases' practice, selecting on the test split: "test-center-crop"
+    # (their valid_mode "valid": centre crops) or "test-full" (their valid_mode "test": whole images).
     validation: str = "holdout"
     holdout_fraction: float = 0.02
     samples_per_epoch: int = 256       # synthetic dataset only
@@ -59,6 +63,7 @@ class TrainConfig:
     amp: str = "fp16"                  # "fp16" (with GradScaler), "bf16" or "off"; on the CPU only bf16 applies
     seed: int = 0
     eval_every: int = 1                # epochs between validations (and best-checkpoint updates)
+    eval_every_steps: int = 0          # > 0: also validate and save every so many steps within an epoch (long epochs)
     # Per process and step. Gradients accumulate over batch_size / (micro_batch_size × processes) steps, so
     # the effective batch stays batch_size on fewer GPUs. Default: batch_size / processes (no accumulation).
     micro_batch_size: int | None = None
@@ -210,15 +215,16 @@ def validate(config: Config) -> None:
     data, train = config.data, config.train
     checks = [
         (data.dataset in ("paired", "synthetic"), f"data.dataset must be 'paired' or 'synthetic', got {data.dataset!r}"),
-        (data.validation in ("holdout", "test-center-crop"),
-         f"data.validation must be 'holdout' or 'test-center-crop', got {data.validation!r}"),
+        (data.validation in VALIDATION_MODES,
+         f"data.validation must be one of {', '.join(VALIDATION_MODES)}, got {data.validation!r}"),
         (0 < data.holdout_fraction < 1, f"data.holdout_fraction must lie in (0, 1), got {data.holdout_fraction}"),
-        (data.crop_size > 0 and data.crop_size % 4 == 0,
-         f"data.crop_size must be a positive multiple of 4, got {data.crop_size}"),
+        # any size, as in the releases: every network pads its input to its own size rule (models/interface.py)
+        (data.crop_size > 0, f"data.crop_size must be positive, got {data.crop_size}"),
         (0 <= data.edge_decay <= 1, f"data.edge_decay must lie in [0, 1], got {data.edge_decay}"),
         (data.num_workers >= 0, f"data.num_workers must be ≥ 0, got {data.num_workers}"),
         (train.epochs > 0 and train.batch_size > 0 and train.eval_every > 0,
          "train.epochs, batch_size and eval_every must be positive"),
+        (train.eval_every_steps >= 0, f"train.eval_every_steps must be ≥ 0 (0: by epochs only), got {train.eval_every_steps}"),
         (train.lr > 0 and 0 < train.min_lr_ratio <= 1,
          f"train.lr must be > 0 and min_lr_ratio in (0, 1], got {train.lr}, {train.min_lr_ratio}"),
         (train.weight_decay >= 0, f"train.weight_decay must be ≥ 0, got {train.weight_decay}"),

@@ -72,8 +72,9 @@ def find_images(inputs: list[str]) -> list[Path]:
     return found
 
 
-def _orientation(path: Path) -> int:
-    """The EXIF orientation (1–8, 1 = upright), read from the header; also refuses oversized images."""
+def _header(path: Path) -> tuple[int, int, int] | None:
+    """(width, height, EXIF orientation 1–8) as stored, read from the header alone, or None when PIL cannot read
+    it (OpenCV's decode decides then); refuses oversized images."""
     try:
         with warnings.catch_warnings(), Image.open(path) as image:  # e.g. "Corrupt EXIF data": decoding decides
             warnings.simplefilter("ignore")
@@ -84,9 +85,24 @@ def _orientation(path: Path) -> int:
             orientation = image.getexif().get(_ORIENTATION, 1)
     except ImageError:
         raise
-    except Exception:  # noqa: BLE001 — PIL may not know the format or its metadata; OpenCV's decode decides then
-        return 1
-    return orientation if orientation in range(1, 9) else 1
+    except Exception:  # noqa: BLE001 — PIL may not know the format or its metadata
+        return None
+    return width, height, orientation if orientation in range(1, 9) else 1
+
+
+def _orientation(path: Path) -> int:
+    """The EXIF orientation (1–8, 1 = upright), read from the header; also refuses oversized images."""
+    header = _header(path)
+    return 1 if header is None else header[2]
+
+
+def image_size(path: Path | str) -> tuple[int, int]:
+    """(width, height) of the image `read_image` returns (EXIF orientation applied), from the header alone."""
+    header = _header(Path(path))
+    if header is None:
+        raise ImageError(f"{path}: {unreadable_file(path) or 'not an image file (its header cannot be read)'}")
+    width, height, orientation = header
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
 
 
 def turns_sideways(path: Path | str) -> bool:
@@ -162,10 +178,17 @@ def check_image(path: Path | str) -> tuple[tuple[int, int] | None, str | None]:
     try:
         with native_stderr_silenced():
             image = read_image(path)
-            problem = _jpeg_problem(path) if path.suffix.lower() in (".jpg", ".jpeg") else None
+            problem = _jpeg_problem(path) if _is_jpeg(path) else None
     except ImageError as e:
         return None, str(e).removeprefix(f"{path}: ")
     return (None, problem) if problem else ((image.shape[1], image.shape[0]), None)
+
+
+def _is_jpeg(path: Path) -> bool:
+    """By the content, not the name: a link named .jpg may hold a PNG (scripts/prepare_data.py names both images of
+    a pair after the hazy one), and a JPEG may be named anything."""
+    with open(path, "rb") as f:
+        return f.read(3) == b"\xff\xd8\xff"
 
 
 def _jpeg_problem(path: Path) -> str | None:
