@@ -80,7 +80,7 @@ def train(config: Config, resume: bool = False) -> list[dict]:
         log.close()
     engine.finish_process(process)
     if process.is_main:
-        report_where_the_results_are(run.history, out_dir)
+        report_where_the_results_are(run.history, config)
     return run.history
 
 
@@ -112,11 +112,13 @@ def interrupted(config_path: Path, out_dir: Path) -> str:
             f"--resume")
 
 
-def report_where_the_results_are(history: list[dict], out_dir: Path) -> None:
+def report_where_the_results_are(history: list[dict], config: Config) -> None:
     best = max((h for h in history if h["best"]), key=lambda h: h["epoch"])
     score = f"{best.get('ema_psnr', best['psnr']):.2f} dB"
+    out_dir, data = Path(config.out_dir), config.data
+    test_data = "synthetic" if data.dataset == "synthetic" else Path(data.root) / data.test_split
     print(f"best.pt: epoch {best['epoch']}, validation PSNR {score} → {out_dir / 'best.pt'}\nNext:\n"
-          f"  python test.py --checkpoint {out_dir / 'best.pt'} --data <test folder with GT/ and hazy/>\n"
+          f"  python test.py --checkpoint {out_dir / 'best.pt'} --data {test_data}\n"
           f"  python predict.py --checkpoint {out_dir / 'best.pt'} <your photos>\n"
           f"  tensorboard --logdir {out_dir / 'tensorboard'}")
 
