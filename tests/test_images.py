@@ -14,7 +14,7 @@ import predict
 import test as test_script
 from datasets import DatasetError, PairedImageDataset, validate_paired_folder
 from models import load_model
-from utils.image import ImageError, check_image, read_image, to_tensor
+from utils.image import ImageError, check_image, image_size, read_image, to_tensor
 
 from .conftest import write_checkpoint
 
@@ -85,6 +85,22 @@ def test_damaged_and_impossible_files_are_named(tmp_path):
     (tmp_path / "album.png").mkdir()
     with pytest.raises(ImageError, match="album.png: a folder, not a file"):
         read_image(tmp_path / "album.png")
+
+
+def test_the_strict_jpeg_check_goes_by_content_not_by_name(tmp_path):
+    """A pair prepared from SOTS-outdoor has GT/0001_0.8_0.2.jpg, a link to a PNG; a damaged JPEG named .png is
+    still decoded strictly. image_size reads the header alone, as the reader turns the image."""
+    Image.fromarray(UPRIGHT).save(tmp_path / "png.png")
+    (tmp_path / "png_named.jpg").symlink_to(tmp_path / "png.png")
+    Image.fromarray(UPRIGHT).save(tmp_path / "good.jpg", quality=90)
+    data = (tmp_path / "good.jpg").read_bytes()
+    (tmp_path / "cut_named.png").write_bytes(data[: len(data) // 2])
+    assert check_image(tmp_path / "png_named.jpg") == ((56, 40), None)
+    assert check_image(tmp_path / "cut_named.png")[1] == "damaged or truncated JPEG (Premature end of JPEG file)"
+    save_with_orientation(tmp_path / "turned.jpg", UPRIGHT, 6)
+    assert image_size(tmp_path / "turned.jpg") == read_image(tmp_path / "turned.jpg").shape[1::-1] == (40, 56)
+    with pytest.raises(ImageError, match="notes.png: not an image file"):
+        image_size(tmp_path / "notes.png") if (tmp_path / "notes.png").write_text("hello") else None
 
 
 def rotated_pair(root, exif: bool):
