@@ -22,3 +22,11 @@ def autocast_dtype(amp: str, device_type: str):
         return None
     import torch  # noqa: PLC0415 — not at the top: --help reads AMP_NAMES before PyTorch loads
     return getattr(torch, _DTYPE_NAMES[amp])
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX): bf16 autocast is faster than fp32 there, and
+    slower elsewhere, where PyTorch emulates it."""
+    import torch  # noqa: PLC0415 — as above
+
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
