@@ -8,7 +8,9 @@ from __future__ import annotations
 import argparse
 import ast
 import functools
+import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from .precision import AMP_NAMES
@@ -17,6 +19,9 @@ BACKEND_CHOICES = ("pytorch", "onnxruntime")
 # Whole-image inference on the CPU above this size switches to tiles (memory: BENCHMARKS.md, "predict.py on large
 # photos"); predict.py's --max-whole-pixels changes it.
 MAX_WHOLE_PIXELS_CPU = 2_000_000
+AUTO_TILE = 512  # the tile size of --tile auto
+MAX_PIXELS = 2**28  # 268 megapixels: an image whose header claims more is refused before it is decoded (utils/image.py)
+MAX_SIDE = 2**16    # the largest size in pixels any option takes (a tile, a side, a check size)
 
 
 class UserError(Exception):
@@ -51,8 +56,71 @@ def model_names() -> tuple[str, ...]:
     return tuple(sorted(names))
 
 
+class ScriptParser(argparse.ArgumentParser):
+    """argparse, with a usage error (an unknown flag, a missing argument, a value an option's type refuses) reported
+    as every user error is: one line naming the option, exit status 1."""
+
+    def error(self, message: str):
+        raise SystemExit(f"error: {message} ({self.prog} --help lists the options)")
+
+
 def script_parser(description: str) -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    return ScriptParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def _within(value: float, low: float, high: float | None, open_low: bool = False, open_high: bool = False) -> bool:
+    above = value > low if open_low else value >= low
+    below = high is None or (value < high if open_high else value <= high)
+    return above and below
+
+
+def _interval(low: float, high: float | None, open_low: bool = False, open_high: bool = False) -> str:
+    if high is None:
+        return f"{'>' if open_low else '≥'} {low:g}"
+    if not (open_low or open_high):
+        return f"from {low:g} to {high:g}"
+    return f"in {'(' if open_low else '['}{low:g}, {high:g}{')' if open_high else ']'}"
+
+
+def whole_number(low: int = 1, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number from `low` to `high`. Zero or negative where they mean nothing, and absurd
+    sizes, are refused before any work, naming the option (argparse adds its name to the message)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if not _within(value, low, high):
+            raise argparse.ArgumentTypeError(f"must be a whole number {_interval(low, high)}, got {text}")
+        return value
+    return parse
+
+
+def number(low: float, high: float | None = None, open_low: bool = True, open_high: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite number between `low` and `high` (each excluded or not); NaN and infinity are
+    refused like any value out of range."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not (math.isfinite(value) and _within(value, low, high, open_low, open_high)):
+            raise argparse.ArgumentTypeError(f"must be a number {_interval(low, high, open_low, open_high)}, got {text}")
+        return value
+    return parse
+
+
+def size_pair(high: int = MAX_SIDE) -> Callable[[str], tuple[int, int]]:
+    """An argparse type: two whole numbers from 1 to `high` written AxB (e.g. 230x310), in the order they are given."""
+    def parse(text: str) -> tuple[int, int]:
+        parts = text.lower().split("x")
+        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+            raise argparse.ArgumentTypeError(f"expected two sizes in pixels written AxB, e.g. 230x310, got {text!r}")
+        values = tuple(int(p) for p in parts)
+        if not all(_within(v, 1, high) for v in values):
+            raise argparse.ArgumentTypeError(f"sizes must be whole numbers from 1 to {high}, got {text}")
+        return values
+    return parse
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -80,7 +148,8 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
                         help="MixCL models: a per-image class file, rows `name,class` (e.g. a domain_labels.csv)")
     parser.add_argument("--tile", type=tile_size, default="auto",
                         help='"auto" (default: tiles when the whole image does not fit), "off", or a tile size in pixels')
-    parser.add_argument("--overlap", type=int, default=64, help="pixels shared by neighbouring tiles (default 64)")
+    parser.add_argument("--overlap", type=whole_number(0, MAX_SIDE), default=64,
+                        help="pixels shared by neighbouring tiles, less than half a tile (default 64)")
     parser.add_argument("--no-keep-freed-memory", action="store_true",
                         help="on the CPU, let glibc hand freed memory back to the system (lower resident memory, "
                              "slower); by default it is kept for the next image (utils/cpu_memory.py)")
@@ -91,6 +160,10 @@ def inference_options(args: argparse.Namespace) -> dict:
     if args.backend == "onnxruntime" and (args.amp != "off" or (args.device or "cpu") != "cpu"):
         raise UserError(f"--backend onnxruntime runs fp32 on the CPU: drop --amp {args.amp} and --device {args.device} "
                         f"or use --backend pytorch")
+    tile = AUTO_TILE if args.tile == "auto" else args.tile
+    if tile is not None and args.overlap * 2 >= tile:
+        raise UserError(f"--overlap {args.overlap} must be less than half the tile ({tile} pixels"
+                        f"{', --tile auto' if args.tile == 'auto' else ''})")
     device = args.device or ("cpu" if args.backend == "onnxruntime" else None)
     return {"device": device, "amp": args.amp, "backend": args.backend, "tile": args.tile, "overlap": args.overlap}
 
@@ -98,8 +171,8 @@ def inference_options(args: argparse.Namespace) -> dict:
 def tile_size(value: str) -> str | int | None:
     if value in ("auto", "off"):
         return None if value == "off" else value
-    if not value.isdigit() or int(value) < 16:
-        raise argparse.ArgumentTypeError(f'must be "auto", "off" or a size in pixels (at least 16), got {value!r}')
+    if not value.isdigit() or not 16 <= int(value) <= MAX_SIDE:
+        raise argparse.ArgumentTypeError(f'must be "auto", "off" or a size in pixels from 16 to {MAX_SIDE}, got {value!r}')
     return int(value)
 
 

@@ -34,11 +34,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .cli import UserError
+from .cli import MAX_PIXELS, UserError
 from .paths import unreadable_file
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-MAX_PIXELS = 2**28  # 268 megapixels; a header claiming more is refused before anything is decoded
 Image.MAX_IMAGE_PIXELS = None  # the limit is MAX_PIXELS, checked with a message naming the file
 _ORIENTATION = 0x0112  # EXIF tag
 
