@@ -34,6 +34,7 @@ from utils.cli import (
     add_model_arguments,
     inference_options,
     output_paths,
+    real_path,
     run_name,
     run_reporting_user_errors,
     script_parser,
@@ -85,9 +86,9 @@ def caption(title: str, scores: dict, labels: dict[str, str]) -> str:
 def settings(args: argparse.Namespace) -> dict:
     """What the scores in an output folder are of: the checkpoint as it is now, and every setting that changes them."""
     checkpoint = Path(args.checkpoint)
-    return {"checkpoint": str(checkpoint.resolve()) if checkpoint.exists() else str(args.checkpoint),
+    return {"checkpoint": str(real_path(checkpoint)) if checkpoint.exists() else str(args.checkpoint),
             "checkpoint_modified": checkpoint.stat().st_mtime_ns if checkpoint.exists() else None,
-            "model": args.model, "label": args.label, "labels": args.labels and str(args.labels.resolve()),
+            "model": args.model, "label": args.label, "labels": args.labels and str(real_path(args.labels)),
             "max_side": args.max_side, "amp": args.amp, "backend": args.backend, "tile": args.tile,
             "overlap": args.overlap, "compare": args.compare}
 

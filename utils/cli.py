@@ -9,6 +9,7 @@ import argparse
 import ast
 import functools
 import math
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -180,7 +181,7 @@ def run_name(checkpoint: Path) -> str:
     """The name outputs are filed under: the run folder for a run's best.pt or last.pt (runs/demo/mixcl-t/best.pt →
     mixcl-t, last.pt → mixcl-t-last), else the file's stem (MixDehazeNet-s.pth → MixDehazeNet-s)."""
     checkpoint = Path(checkpoint)
-    folder = checkpoint.resolve().parent.name
+    folder = real_path(checkpoint).parent.name
     if not checkpoint.suffix:  # a model folder or a Hugging Face repository id: its name
         return checkpoint.name
     if checkpoint.stem in ("best", "last") and folder:
@@ -188,11 +189,17 @@ def run_name(checkpoint: Path) -> str:
     return checkpoint.stem
 
 
+def real_path(path: Path | str) -> Path:
+    """The absolute path with symbolic links followed, as far as they lead (Path.resolve fails on a link loop, which
+    the checks name)."""
+    return Path(os.path.realpath(path))
+
+
 def _result_name(path: Path, level: int) -> str:
     """The stem (level 0), the name (1), or the name with its last level − 1 folders (a/x.jpg at 2: a-x.jpg)."""
     if level == 0:
         return path.stem
-    return "-".join(path.resolve().parts[-level:]) if level > 1 else path.name
+    return "-".join(real_path(path).parts[-level:]) if level > 1 else path.name
 
 
 def result_names(inputs: list[Path]) -> dict[Path, str]:
@@ -205,7 +212,7 @@ def result_names(inputs: list[Path]) -> dict[Path, str]:
         clashing = [p for p, n in names.items() if taken.count(n) > 1]
         if not clashing:
             return names
-        if all(levels[p] > len(p.resolve().parts) for p in clashing):
+        if all(levels[p] > len(real_path(p).parts) for p in clashing):
             raise UserError(f"{clashing[0]} is given twice")
         for p in clashing:
             levels[p] += 1
@@ -215,8 +222,8 @@ def output_paths(inputs: list[Path], folder: Path, suffix: str) -> dict[Path, Pa
     """Where each input's result goes: folder/<result name><suffix> (result_names), so that no result overwrites
     another. A result that would overwrite an input is an error: nothing a user owns is overwritten."""
     outputs = {p: folder / f"{name}{suffix}" for p, name in result_names(inputs).items()}
-    sources = {p.resolve() for p in inputs}
-    clashes = [f"{target} (from {path})" for path, target in outputs.items() if target.resolve() in sources]
+    sources = {real_path(p) for p in inputs}
+    clashes = [f"{target} (from {path})" for path, target in outputs.items() if real_path(target) in sources]
     if clashes:
         raise UserError(f"results would overwrite input files: {', '.join(clashes[:5])}; choose another output folder")
     return outputs
