@@ -7,6 +7,7 @@ import json
 import os
 import random
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -651,22 +652,40 @@ def test_a_leftover_lock_file_neither_stops_a_run_nor_names_a_holder(tmp_path):
 
 # --- Ctrl-C ------------------------------------------------------------------------------------------------------------
 
-def test_ctrl_c_in_train_py_says_in_one_line_what_was_kept(tmp_path):
-    config = tiny_config(tmp_path / "run", train={"epochs": 1000})
-    (tmp_path / "config.yaml").write_text(json.dumps(config.to_dict()))
-    child = subprocess.Popen([sys.executable, "train.py", str(tmp_path / "config.yaml")], cwd=ROOT,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    for _ in range(1200):
-        if (tmp_path / "run" / "history.jsonl").is_file() or child.poll() is not None:
-            break
-        time.sleep(0.05)
-    child.send_signal(signal.SIGINT)
-    stderr = child.communicate(timeout=60)[1]
-    epoch = load_checkpoint(tmp_path / "run" / "last.pt")["epoch"]
+def interrupted_training(command: list[str], run: Path, after_epoch: int) -> str:
+    """Start `command` (a train.py run), press Ctrl-C once its history lists an epoch after `after_epoch`, and return
+    the last line it printed."""
+    child = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                             env=os.environ | {"OMP_NUM_THREADS": "1"})  # one thread: quick on a busy machine too
+    try:
+        for _ in range(2400):
+            history = run / "history.jsonl"
+            if child.poll() is not None or (history.is_file() and len(history.read_text().splitlines()) > after_epoch):
+                break
+            time.sleep(0.05)
+        child.send_signal(signal.SIGINT)
+        stderr = child.communicate(timeout=60)[1]
+    finally:
+        child.kill()
     assert child.returncode == 130 and "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
-    assert stderr.rstrip("\n").rsplit("\n", 1)[-1].split("\r")[-1].strip() == (
-        f"interrupted: {tmp_path / 'run' / 'last.pt'} holds epoch {epoch}; continue with: python train.py "
-        f"{tmp_path / 'config.yaml'} --resume")
+    return stderr.rstrip("\n").rsplit("\n", 1)[-1].split("\r")[-1].strip()
+
+
+def test_ctrl_c_in_train_py_prints_the_command_that_continues_this_very_run(tmp_path):
+    (tmp_path / "config.yaml").write_text(json.dumps(tiny_config(tmp_path / "elsewhere").to_dict()))
+    run = tmp_path / "my run"  # a space: the command must quote it
+    overrides = [f"out_dir={run}", "train.epochs=1000", "train.lr=5e-4"]
+    line = interrupted_training([sys.executable, "train.py", str(tmp_path / "config.yaml"), *overrides], run, 0)
+    first = load_checkpoint(run / "last.pt")
+    epoch = first["epoch"]
+    command = shlex.join(["python", "train.py", str(tmp_path / "config.yaml"), *overrides, "--resume"])
+    assert line == f"interrupted: {run / 'last.pt'} holds epoch {epoch}; continue with: {command}"
+    pasted = [sys.executable, *shlex.split(line.split("continue with: ")[1])[1:]]  # as a shell reads it
+    again = interrupted_training(pasted, run, epoch)
+    resumed = load_checkpoint(run / "last.pt")
+    assert resumed["epoch"] > epoch and resumed["history"][:epoch] == first["history"]  # this very run, continued
+    assert resumed["config"]["train"]["lr"] == 5e-4 and resumed["config"]["train"]["epochs"] == 1000
+    assert again.endswith(f"continue with: {command}") and not (tmp_path / "elsewhere").exists()
 
 
 def test_ctrl_c_in_test_py_says_in_one_line_what_was_kept(tmp_path, monkeypatch, capsys):
