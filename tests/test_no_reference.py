@@ -311,3 +311,5 @@ def test_an_evaluation_names_flat_photos_undefined_and_an_interrupted_one_goes_o
     assert len(list((tmp_path / "out" / "outputs").iterdir())) == 5
     with pytest.raises(UserError, match=r"per_image.csv holds scores of another evaluation \(max_side 200 \(now 300\)\)"):
         evaluate_real.main(argv[:-1] + ["300"])
+    with pytest.raises(UserError, match=r"per_image.csv scores photos not among the inputs \(black.png, canyon.png, grey"):
+        evaluate_real.main([str(tmp_path / "photos" / "white.png"), *argv[1:]])
