@@ -32,7 +32,7 @@ from models import build_model, load_model
 from utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from utils.cli import UserError, run_reporting_user_errors
 from utils.image import read_image
-from utils.paths import LOCK_FILE, OutputFolder
+from utils.paths import LINK_LOOP, LOCK_FILE, OutputFolder
 
 from .conftest import load_script, tiny_config, write_checkpoint
 from .test_datasets import make_pairs
@@ -205,7 +205,7 @@ def link_loop(path: Path) -> Path:
     return path
 
 
-LOOP = "a link loop \\(a symbolic link that leads back to itself\\)"
+LOOP = re.escape(LINK_LOOP)
 
 
 def case_predict_a_link_loop_among_the_photos(tmp):
@@ -218,6 +218,16 @@ def case_evaluate_real_a_link_loop_given_as_a_photo(tmp):
     photos(tmp / "in", ("a.png",))
     return evaluate_real.main, [tmp / "in" / "a.png", link_loop(tmp / "in" / "b.jpg"), "--checkpoint",
                                 write_checkpoint(tmp / "net.pt"), "--out", tmp / "out"], rf"in/b.jpg: {LOOP}"
+
+
+def case_predict_the_photo_folder_is_a_link_loop(tmp):
+    return predict.main, [link_loop(tmp / "photos"), "--checkpoint", write_checkpoint(tmp / "net.pt"), "--out", tmp / "out"], \
+        rf"photos: {LOOP}"
+
+
+def case_test_data_is_a_link_loop(tmp):
+    return test_script.main, ["--checkpoint", write_checkpoint(tmp / "net.pt"), "--data", link_loop(tmp / "data"), "--out",
+                              tmp / "out"], rf"data/GT: {LOOP}; a paired dataset needs"
 
 
 def case_test_a_link_loop_in_hazy(tmp):

@@ -11,6 +11,7 @@ from pathlib import Path
 from .cli import UserError
 
 LOCK_FILE = ".mixcl-dehaze.lock"  # in every output folder, locked (flock) by the run that writes there
+LINK_LOOP = "a link loop (a symbolic link that leads back to itself)"
 
 
 def is_link_loop(path: Path | str) -> bool:
@@ -27,7 +28,7 @@ def unreadable_file(path: Path | str) -> str | None:
     path = Path(path)
     if not path.exists():
         if is_link_loop(path):
-            return "a link loop (a symbolic link that leads back to itself)"
+            return LINK_LOOP
         return "a broken link (it points to nothing)" if path.is_symlink() else "no such file"
     if path.is_dir():
         return "a folder, not a file"
@@ -47,7 +48,7 @@ def unreadable_folder(path: Path | str) -> str | None:
     """Why `path` cannot be listed as a folder, or None when it can."""
     path = Path(path)
     if not path.exists():
-        return unreadable_file(path) if path.is_symlink() else "no such folder"  # a broken link or a link loop
+        return unreadable_file(path) if path.is_symlink() or is_link_loop(path) else "no such folder"
     if not path.is_dir():
         return "a file, not a folder"
     if not os.access(path, os.R_OK | os.X_OK):
@@ -69,7 +70,7 @@ def _folder_problem(folder: Path) -> str | None:
     existing = folder
     while not existing.exists() and existing != existing.parent:
         if is_link_loop(existing):
-            return f"{existing} is a link loop (a symbolic link that leads back to itself)"
+            return f"{existing} is {LINK_LOOP}"
         if existing.is_symlink():
             return f"{existing} is a broken link (it points to nothing)"
         existing = existing.parent
