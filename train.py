@@ -49,10 +49,7 @@ def train(config: Config, resume: bool = False) -> list[dict]:
     out_dir = Path(config.out_dir)
     process = engine.start_process(config.train.seed)
     with OutputFolder(out_dir, "out_dir") if process.is_main else contextlib.nullcontext():
-        if not resume and engine.restarted_after_checkpoint(process, out_dir / "last.pt"):
-            resume = True  # a worker torchrun restarted: its job goes on from its last checkpoint
-            if process.is_main:
-                print(f"torchrun restart {process.restarts}: continuing from {out_dir / 'last.pt'}")
+        resume = resume or restarted(process, out_dir)
         check_resumable(out_dir, resume)
         if process.device.type == "cpu" and config.train.keep_freed_cpu_memory:
             keep_freed_memory()  # process-wide: glibc keeps freed memory for the next step (utils/cpu_memory.py)
@@ -88,6 +85,17 @@ def train(config: Config, resume: bool = False) -> list[dict]:
     if process.is_main:
         report_where_the_results_are(run.history, out_dir)
     return run.history
+
+
+def restarted(process, out_dir: Path) -> bool:
+    """Whether this is a worker torchrun restarted after a failure, whose job goes on from its own last.pt."""
+    import engine
+
+    if not engine.restarted_after_checkpoint(process, out_dir / "last.pt"):
+        return False
+    if process.is_main:
+        print(f"torchrun restart {process.restarts}: continuing from {out_dir / 'last.pt'}")
+    return True
 
 
 def check_resumable(out_dir: Path, resume: bool) -> None:
