@@ -25,7 +25,7 @@ def main(argv=None) -> None:
     parser = script_parser(__doc__)
     parser.add_argument("out", type=Path)
     parser.add_argument("--model", default="mixcl-s")
-    parser.add_argument("--size", type=size_pair(), default="4000x3000", help="WIDTHxHEIGHT of the photo")
+    parser.add_argument("--size", type=size_pair(form="WIDTHxHEIGHT"), default="4000x3000", help="WIDTHxHEIGHT of the photo")
     parser.add_argument("--photo", type=Path, help="the photo to enlarge (default: scikit-image's coffee)")
     args = parser.parse_args(argv)
     width, height = args.size

@@ -64,7 +64,7 @@ def build_checked(name: str, arguments: dict, shapes: dict[str, tuple[int, ...]]
                   weights: Path | str) -> DehazingNetwork:
     """The network `name` built with `arguments` read from `source` (a model folder from a stranger, say), once a
     build on the meta device, which allocates nothing, has shown that its weights have the `shapes` the `weights`
-    file holds: a config asking for an absurd network is refused in a second instead of allocating for minutes."""
+    file holds: a config asking for an absurd network is refused before anything is allocated."""
     held = sum(math.prod(shape) for shape in shapes.values())
     if (largest := max(_integers(arguments), default=0)) > held:  # a width or depth no file this size can hold
         raise CheckpointError(f"{source}: its model_args ask for {largest:,}, more than the {held:,} numbers the file's "

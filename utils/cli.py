@@ -111,12 +111,12 @@ def number(low: float, high: float | None = None, open_low: bool = True, open_hi
     return parse
 
 
-def size_pair(high: int = MAX_SIDE) -> Callable[[str], tuple[int, int]]:
-    """An argparse type: two whole numbers from 1 to `high` written AxB (e.g. 230x310), in the order they are given."""
+def size_pair(high: int = MAX_SIDE, form: str = "HEIGHTxWIDTH") -> Callable[[str], tuple[int, int]]:
+    """An argparse type: two whole numbers from 1 to `high` written as `form` says (e.g. 230x310), in that order."""
     def parse(text: str) -> tuple[int, int]:
         parts = text.lower().split("x")
         if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-            raise argparse.ArgumentTypeError(f"expected two sizes in pixels written AxB, e.g. 230x310, got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected {form} in pixels, e.g. 230x310, got {text!r}")
         values = tuple(int(p) for p in parts)
         if not all(_within(v, 1, high) for v in values):
             raise argparse.ArgumentTypeError(f"sizes must be whole numbers from 1 to {high}, got {text}")
