@@ -76,12 +76,13 @@ def test(args: argparse.Namespace, out: Path) -> dict:
     from models import load_model
     from utils.cpu_memory import keep_freed_memory
 
+    options = inference_options(args)
     model = load_model(args.checkpoint, args.model)
     dataset = build_test_set(args.data)
     names = [Path(n) for n in getattr(dataset, "names", [])]
     images = output_paths(names, out / "images", ".png") if names else {}
     comparisons = output_paths(names, out / "comparisons", ".jpg") if names and args.compare else {}
-    dehazer = Dehazer(model, **inference_options(args), photo_priors=False)  # the dataset carries each image's prior
+    dehazer = Dehazer(model, **options, photo_priors=False)  # the dataset carries each image's prior
     if dehazer.device.type == "cpu" and not args.no_keep_freed_memory:
         keep_freed_memory()  # process-wide: glibc keeps freed memory for the next image (faster; utils/cpu_memory.py)
     dataset, domain_source = with_priors(model, dataset, args, dehazer.device)

@@ -21,7 +21,6 @@ matrix-multiply rate, measured first (PyTorch, 2048×2048 matrices, best of 10).
 """
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import tempfile
 import time
@@ -38,6 +37,7 @@ from models import build_model
 from models.cost import model_cost
 from models.mixcl import TextImageAttention
 from models.mixdehazenet import convert_official_state_dict
+from utils.cli import script_parser, size_pair, whole_number
 
 PATHS = ("official", "eager", "default", "compile", "onnxruntime")
 
@@ -143,15 +143,15 @@ def measure(path: str, name: str, height: int, width: int, repeats: int, referen
             "difference": difference}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv=None) -> None:
+    parser = script_parser(__doc__)
     parser.add_argument("--models", nargs="+", default=["mixdehazenet-t", "mixdehazenet-s", "mixcl-s"])
-    parser.add_argument("--sizes", nargs="+", default=["256x256", "460x620"], help="HxW")
+    parser.add_argument("--sizes", nargs="+", type=size_pair(8192), default=["256x256", "460x620"], help="HxW")
     parser.add_argument("--paths", nargs="+", choices=PATHS, default=list(PATHS))
     parser.add_argument("--official-code", type=Path,
                         help="the models/ folder of a clone of github.com/AmeryXiong/MixDehazeNet (official rows)")
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
+    parser.add_argument("--repeats", type=whole_number(1, 1000), default=3)
+    args = parser.parse_args(argv)
     if args.official_code and not (args.official_code / "MixDehazeNet.py").is_file():
         parser.error(f"{args.official_code}: no MixDehazeNet.py there")
     paths = ["eager"] + [p for p in args.paths if p != "eager" and (p != "official" or args.official_code)]
@@ -164,10 +164,9 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as folder:
         for name in args.models:
-            for size in args.sizes:
-                height, width = (int(v) for v in size.lower().split("x"))
+            for height, width in args.sizes:
                 gmacs = model_cost(name, (height, width))[1] / 1e9
-                reference = Path(folder) / f"{name}-{size}.pt"
+                reference = Path(folder) / f"{name}-{height}x{width}.pt"
                 eager = None
                 for path in paths:
                     r = measure_in_fresh_process(measure, path, name, height, width, args.repeats, reference,

@@ -16,7 +16,6 @@ path) and fp16 with a GradScaler on CUDA unless --amp says so.
 """
 from __future__ import annotations
 
-import argparse
 import time
 
 import torch
@@ -25,6 +24,7 @@ from benchmarks.benchmark_models import _peak_memory_gb, machine, measure_in_fre
 from engine import build_run, finish_process, start_process, train_step
 from losses import build_loss
 from models.layers import DilatedDepthwiseConv2d
+from utils.cli import script_parser, whole_number
 from utils.config import config_from_dict
 from utils.cpu_memory import keep_freed_memory as keep_freed_cpu_memory
 
@@ -89,16 +89,17 @@ def step_batch(model, batch: int, size: int) -> dict:
     return {"hazy": x, "gt": x.flip(-1)} | ({"prior": prior[0]} if prior else {})
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv=None) -> None:
+    parser = script_parser(__doc__)
     parser.add_argument("--model", default="mixcl-s")
-    parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--size", type=whole_number(16, 8192), default=256)
+    parser.add_argument("--batch", type=whole_number(1, 1024), default=16)
     parser.add_argument("--settings", nargs="+", choices=SETTINGS, default=list(SETTINGS))
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps, at least 1 (compilation happens here)")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--warmup", type=whole_number(1, 1000), default=2,
+                        help="untimed steps, at least 1 (compilation happens here)")
+    parser.add_argument("--repeats", type=whole_number(1, 1000), default=3)
     parser.add_argument("--amp", choices=["fp16", "bf16"], default=None, help="default: fp16 on CUDA, bf16 on CPU")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     amp = args.amp or ("fp16" if torch.cuda.is_available() else "bf16")
     settings = ["stock"] + [s for s in args.settings if s != "stock"]
 

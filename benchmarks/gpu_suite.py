@@ -37,6 +37,7 @@ import torch
 from benchmarks.benchmark_models import _peak_memory_gb, machine, measure_in_fresh_process, median_seconds
 from benchmarks.benchmark_training import measure_step
 from models import DehazingNetwork, build_model
+from utils.cli import script_parser
 from utils.precision import AMP_NAMES, autocast_dtype
 
 TRAINING_SETTINGS = {"eager": {}, "channels-last": {"channels_last": True}, "compile": {"compile": True},
@@ -238,7 +239,7 @@ def ddp_section(measure: Measurer, sizes: dict) -> dict | None:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = script_parser(__doc__)
     parser.add_argument("--smoke", action="store_true", help="every path at toy sizes on the CPU, in this process")
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS),
                         help="the parts to run (default: all)")

@@ -29,7 +29,7 @@ from PIL import Image
 
 from models import DehazingNetwork
 from prior import photo_prior
-from utils.cli import MAX_WHOLE_PIXELS_CPU
+from utils.cli import AUTO_TILE, MAX_WHOLE_PIXELS_CPU
 from utils.image import to_tensor, to_uint8, to_unit_range
 from utils.precision import autocast_dtype
 
@@ -127,7 +127,7 @@ class Dehazer:
             self.told_tiles_in_pytorch = True
             warnings.warn("tiles run in PyTorch, not ONNX Runtime: their shared image-wide statistics need PyTorch hooks",
                           stacklevel=2)
-        tile = 512 if self.tile == "auto" else self.tile
+        tile = AUTO_TILE if self.tile == "auto" else self.tile
         return tiled_forward(self.model, *inputs, tile=tile, overlap=self.overlap, amp_dtype=self.amp_dtype,
                              progress=self.progress)
 

@@ -208,7 +208,8 @@ def test_onnx_export_takes_any_size(tmp_path):
     model = load_model(tmp_path / "net.pt")
     for height, width in ((64, 48), (37, 90)):  # sizes the graph was neither traced nor checked at
         assert largest_difference(tmp_path / "net.onnx", model, example_inputs(model, height, width, seed=2)) <= 1e-4
-    with pytest.raises(Exception, match="--check-size must be HEIGHTxWIDTH"):
+    with pytest.raises(SystemExit, match=r"^error: argument --check-size: expected HEIGHTxWIDTH in pixels, e.g. 230x310, "
+                                         r"got '61' \(.* --help lists the options\)$"):
         export_onnx.export(export_onnx.parse_args(
             ["--checkpoint", str(tmp_path / "net.pt"), "--out", str(tmp_path / "x.onnx"), "--check-size", "61"]))
 

@@ -190,7 +190,7 @@ def test_cache_round_trip_and_stale_detection(tiny_clip, tmp_path, capsys):
 
 
 def test_missing_weights_fail_early_with_instructions(monkeypatch, tmp_path):
-    with pytest.raises(MissingWeightsError, match="nothing.bin does not exist"):
+    with pytest.raises(MissingWeightsError, match="nothing.bin: no such file"):
         ClipPrior.load("ViT-B-32", str(tmp_path / "nothing.bin"))
 
     monkeypatch.setattr(prior.clip, "server_reachable", lambda url: False)
@@ -255,7 +255,7 @@ def test_demo_falls_back_to_labels_when_clip_weights_are_missing(tmp_path, capsy
     prior = {"mode": "clip", "clip_pretrained": str(tmp_path / "absent.bin"), "fallback_to_labels": True}
     train.train(tiny_config(tmp_path / "run", "mixcl-t", prior=prior))
     out = capsys.readouterr().out
-    assert out.count("absent.bin does not exist") == 1 and "Continuing with the `labels` prior" in out
+    assert out.count("absent.bin: no such file") == 1 and "Continuing with the `labels` prior" in out
     checkpoint = load_checkpoint(tmp_path / "run" / "last.pt")
     assert checkpoint["model_args"]["prior"]["mode"] == load_model(tmp_path / "run" / "last.pt").prior.mode == "labels"
     assert checkpoint["config"]["prior"]["mode"] == "clip"  # the config is kept as given, not rewritten
