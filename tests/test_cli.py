@@ -129,6 +129,9 @@ OPTIONS = [  # (script's main, arguments before the option, option, refused valu
     ("benchmarks.benchmark_tiling", ["photos/", "--checkpoint", "net.pt"], "--overlap", ["-1", "nan", "1000000"]),
     ("benchmarks.benchmark_training", [], "--warmup", ["0", "-1", "nan", "1000000"]),
     ("benchmarks.prepare_predict_benchmark", ["out/"], "--size", ["0x3000", "-4000x3000", "nanx1", "100000x100000"]),
+    ("benchmarks.benchmark_large_test_images", ["--random-model", "mixdehazenet-t", "--data", "d/"], "--size",
+     ["0x1200", "-1600x1200", "nanx1", "100000x100000"]),
+    ("prepare_data", ["ITS", "source/", "out/"], "--crop", ["-1", "nan", "1.5", "100000"]),
 ]
 
 
@@ -147,7 +150,8 @@ def test_every_script_refuses_a_meaningless_number_naming_the_option(case):
 
 
 @pytest.mark.parametrize(("script", "override", "expected"), [
-    ("train", "data.crop_size=0", "data.crop_size must be a positive multiple of 4, got 0"),
+    ("train", "data.crop_size=0", "data.crop_size must lie in [1, 65536], got 0"),
+    ("train", "data.crop_size=100000", "data.crop_size must lie in [1, 65536], got 100000"),
     ("train", "train.lr=nan", "train.lr: expected a finite number, got 'nan'"),
     ("compute_clip_prior", "train.epochs=-5", "train.epochs, batch_size and eval_every must be positive")])
 def test_config_overrides_are_refused_naming_the_key(script, override, expected, tmp_path):

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from .cli import UserError
+from .cli import MAX_SIDE, UserError
 from .paths import unreadable_file
 from .precision import AMP_NAMES
 
@@ -219,7 +219,7 @@ def validate(config: Config) -> None:
          f"data.validation must be one of {', '.join(VALIDATION_MODES)}, got {data.validation!r}"),
         (0 < data.holdout_fraction < 1, f"data.holdout_fraction must lie in (0, 1), got {data.holdout_fraction}"),
         # any size, as in the releases: every network pads its input to its own size rule (models/interface.py)
-        (data.crop_size > 0, f"data.crop_size must be positive, got {data.crop_size}"),
+        (0 < data.crop_size <= MAX_SIDE, f"data.crop_size must lie in [1, {MAX_SIDE}], got {data.crop_size}"),
         (0 <= data.edge_decay <= 1, f"data.edge_decay must lie in [0, 1], got {data.edge_decay}"),
         (data.num_workers >= 0, f"data.num_workers must be ≥ 0, got {data.num_workers}"),
         (train.epochs > 0 and train.batch_size > 0 and train.eval_every > 0,
