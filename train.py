@@ -71,8 +71,7 @@ def train(config: Config, resume: bool = False) -> list[dict]:
                 log.step(epoch * data.steps_per_epoch + run.step, losses)
                 run.step += 1
                 batches.set_postfix(loss=f"{losses[0]:.4f}")
-                every = config.train.eval_every_steps
-                if every and run.step % every == 0 and run.step < data.steps_per_epoch:
+                if validation_due_within_epoch(run, data.steps_per_epoch):
                     validate_and_save(run, data, log, out_dir)  # within a long epoch: resumable from this step
                     run.model.train()
             run.scheduler.step()
@@ -85,6 +84,12 @@ def train(config: Config, resume: bool = False) -> list[dict]:
     if process.is_main:
         report_where_the_results_are(run.history, config)
     return run.history
+
+
+def validation_due_within_epoch(run, steps_per_epoch: int) -> bool:
+    """train.eval_every_steps: every so many steps, but not at an epoch's end (the epoch's own validation)."""
+    every = run.config.train.eval_every_steps
+    return every > 0 and run.step % every == 0 and run.step < steps_per_epoch
 
 
 def validate_and_save(run, data, log, out_dir: Path) -> None:
