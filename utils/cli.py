@@ -17,6 +17,8 @@ BACKEND_CHOICES = ("pytorch", "onnxruntime")
 # Whole-image inference on the CPU above this size switches to tiles (memory: BENCHMARKS.md, "predict.py on large
 # photos"); predict.py's --max-whole-pixels changes it.
 MAX_WHOLE_PIXELS_CPU = 2_000_000
+# The largest photo the web app (app.py --max-pixels) takes from a page anyone may reach; predict.py takes any size.
+MAX_APP_PIXELS = 50_000_000
 
 
 class UserError(Exception):
