@@ -1,8 +1,10 @@
 import copy
 import importlib.util
+import json
 import os
 from pathlib import Path
 
+import open_clip
 import pytest
 import torch
 
@@ -14,6 +16,24 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
 LABELS_PRIOR = {"mode": "labels", "classes": ["indoor", "outdoor"]}  # a prior that needs no CLIP weights
+TINY_CLIP = {"embed_dim": 32, "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "patch_size": 16},
+             "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 1}}
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_weights(tmp_path_factory):
+    """A randomly initialised open_clip model registered as "tiny-clip", saved as a local weights file."""
+    folder = tmp_path_factory.mktemp("clip")
+    (folder / "tiny-clip.json").write_text(json.dumps(TINY_CLIP))
+    open_clip.add_model_config(folder / "tiny-clip.json")
+    torch.manual_seed(0)
+    model = open_clip.create_model("tiny-clip", pretrained=None)
+    torch.save(model.state_dict(), folder / "tiny-clip.bin")
+    return folder / "tiny-clip.bin"
+
+
+def tiny_prior_config(weights, tmp_path, mode="clip") -> dict:
+    return {"mode": mode, "clip_model": "tiny-clip", "clip_pretrained": str(weights), "cache_dir": str(tmp_path / "cache")}
 
 
 def tiny_config(out_dir, model="mixdehazenet-t", data=None, train=None, **sections) -> Config:

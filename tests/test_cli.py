@@ -15,7 +15,7 @@ from utils.precision import autocast_dtype
 from .conftest import load_script, tiny_config, write_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = ["train.py", "test.py", "predict.py", "evaluate_real.py",
+SCRIPTS = ["train.py", "test.py", "predict.py", "evaluate_real.py", "app.py",
            *sorted(f"scripts/{p.name}" for p in (ROOT / "scripts").glob("*.py"))]
 
 

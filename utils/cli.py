@@ -23,6 +23,8 @@ MAX_WHOLE_PIXELS_CPU = 2_000_000
 AUTO_TILE = 512  # the tile size of --tile auto
 MAX_PIXELS = 2**28  # 268 megapixels: an image whose header claims more is refused before it is decoded (utils/image.py)
 MAX_SIDE = 2**16    # the largest size in pixels any option takes (a tile, a side, a check size)
+# The largest photo the web app (app.py --max-pixels) takes from a page anyone may reach; predict.py takes any size.
+MAX_APP_PIXELS = 50_000_000
 
 
 class UserError(Exception):
