@@ -107,7 +107,8 @@ def evaluate(args: argparse.Namespace, out: Path) -> dict:
         rows.append({"name": path.name, "width": hazy8.shape[1], "height": hazy8.shape[0],
                      **{f"input_{k}": v for k, v in hazy_scores.items()},
                      **{f"output_{k}": v for k, v in output_scores.items()}})
-    summary = {"model": model.model_name, "checkpoint": str(args.checkpoint), "images": len(rows)}
+    summary = {"model": model.model_name, "checkpoint": str(args.checkpoint), "precision": dehazer.precision,
+               "images": len(rows)}
     for name, measure in MEASURES.items():
         summary[f"input_{name}"] = sum(r[f"input_{name}"] for r in rows) / len(rows)
         summary[f"output_{name}"] = sum(r[f"output_{name}"] for r in rows) / len(rows)
@@ -123,7 +124,7 @@ def report(rows: list[dict], summary: dict, out: Path, labels: dict[str, str]) -
         writer.writeheader()
         writer.writerows(rows)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"{summary['model']} on {summary['images']} photos")
+    print(f"{summary['model']} on {summary['images']} photos, precision {summary['precision']}")
     for name, label in labels.items():
         print(f"  {label:8s} input {summary[f'input_{name}']:.3f}  output {summary[f'output_{name}']:.3f}"
               f"  (better on {summary[f'{name}_improved']} of {summary['images']})")
