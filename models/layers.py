@@ -24,8 +24,8 @@ def conv_gelu(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     network saved, and in bf16 one rounding fewer. Training, tracing for export, other layouts and devices
     take the two plain calls."""
     if (x.device.type == "cpu" and not torch.is_grad_enabled() and not torch.jit.is_tracing()
-            and x.dtype == conv.weight.dtype and conv.padding_mode == "zeros"
-            and x.is_contiguous(memory_format=torch.channels_last)):
+            and torch.backends.mkldnn.is_available() and x.dtype == conv.weight.dtype
+            and conv.padding_mode == "zeros" and x.is_contiguous(memory_format=torch.channels_last)):
         return torch.ops.mkldnn._convolution_pointwise(x, conv.weight, conv.bias, conv.padding, conv.stride,
                                                        conv.dilation, conv.groups, "gelu", [], "none")
     return F.gelu(conv(x))

@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 import evaluate_real
 import predict
@@ -14,6 +15,7 @@ import test as test_script
 from inference import Dehazer
 from metrics import psnr
 from models import build_model
+from models.layers import conv_gelu
 from utils.image import read_image, to_tensor, to_uint8, to_unit_range
 from utils.precision import cpu_computes_bf16, precision
 
@@ -149,3 +151,16 @@ def test_bf16_keeps_mixcls_prior_and_tiles_working(real_hazy):
         output = to_unit_range(bf16.forward(x, outdoor))
         assert bf16.last_tiled == (tile is not None)
         assert psnr(output, reference) >= 38, (tile, psnr(output, reference))
+
+
+def test_the_fused_convolution_and_gelu_is_the_exact_gelu_of_the_convolution():
+    """conv_gelu's one oneDNN call (CPU inference, channels-last) against the two plain calls: the exact (erf) GELU,
+    not the tanh approximation (which is 1e-3 away here)."""
+    conv = torch.nn.Conv2d(24, 96, 1)
+    x = (torch.randn(1, 24, 16, 20) * 3).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        plain = F.gelu(conv(x.contiguous()))
+        assert (conv_gelu(conv, x) - plain).abs().max() <= 1e-5
+        assert (F.gelu(conv(x), approximate="tanh") - plain).abs().max() > 1e-4
+        bf16 = conv_gelu(conv.to(torch.bfloat16), x.to(torch.bfloat16))
+        assert bf16.dtype == torch.bfloat16 and (bf16.float() - plain).abs().max() <= 0.05 * plain.abs().max()
