@@ -120,9 +120,10 @@ def evaluate(args: argparse.Namespace, out: Path) -> dict:
     if scored:
         print(f"{out / TABLE} already scores {len(scored)} of these {len(paths)} photos: "
               + (f"scoring the other {len(todo)}" if todo else "nothing left to score"))
+    dehazer = Dehazer(model, **options, label=args.label, labels=args.labels)
     if todo:
-        scored |= score_photos(args, Dehazer(model, **options, label=args.label, labels=args.labels), todo, outputs, out)
-    summary = summarize([scored[outputs[p].name] for p in paths], model.model_name, args.checkpoint)
+        scored |= score_photos(args, dehazer, todo, outputs, out)
+    summary = summarize([scored[outputs[p].name] for p in paths], model.model_name, args.checkpoint, dehazer.precision)
     report(summary, out)
     return summary
 
@@ -179,12 +180,12 @@ def score_photos(args: argparse.Namespace, dehazer, paths: list[Path], outputs: 
     return rows
 
 
-def summarize(rows: list[dict], model_name: str, checkpoint: Path) -> dict:
+def summarize(rows: list[dict], model_name: str, checkpoint: Path, precision: str) -> dict:
     """Each measure's means over the photos where input and output both have a value, how often the output is
     better there, and how many photos were left out."""
     from metrics.real_haze import MEASURES
 
-    summary = {"model": model_name, "checkpoint": str(checkpoint), "images": len(rows)}
+    summary = {"model": model_name, "checkpoint": str(checkpoint), "precision": precision, "images": len(rows)}
     for name, measure in MEASURES.items():
         pairs = [(r[f"input_{name}"], r[f"output_{name}"]) for r in rows
                  if r[f"input_{name}"] is not None and r[f"output_{name}"] is not None]
@@ -200,7 +201,7 @@ def report(summary: dict, out: Path) -> None:
     from metrics.real_haze import MEASURES
 
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"{summary['model']} on {summary['images']} photos")
+    print(f"{summary['model']} on {summary['images']} photos, precision {summary['precision']}")
     for name, measure in MEASURES.items():
         scored, left_out = summary["images"] - summary[f"{name}_left_out"], summary[f"{name}_left_out"]
         means = (f"input {summary[f'input_{name}']:.3f}  output {summary[f'output_{name}']:.3f}  "

@@ -91,7 +91,7 @@ def predict(args: argparse.Namespace, out: Path) -> list[Path]:
             if args.gt is not None:
                 images, captions = images + [to_uint8(read_image(args.gt / path.name))], captions + ["ground truth"]
             write_image(comparisons[path], side_by_side(images, captions))
-    print(f"{len(paths)} photo(s) dehazed by {model.model_name} on {dehazer.device}"
+    print(f"{len(paths)} photo(s) dehazed by {model.model_name} on {dehazer.device} in {dehazer.precision}"
           f"{f', {tiled} in tiles' if tiled else ''}; written to {out}")
     return list(outputs.values())
 

@@ -37,7 +37,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--max-side", type=whole_number(1, MAX_SIDE), default=1024)
     args = parser.parse_args(argv)
 
-    dehazer = Dehazer(load_model(args.checkpoint, args.model), device="cpu", label=args.label, tile=None)
+    dehazer = Dehazer(load_model(args.checkpoint, args.model), device="cpu", amp="off", label=args.label, tile=None)
     print(f"{args.checkpoint}, tiles of {args.tile} overlapping by {args.overlap}; PSNR (dB) of the tiled output "
           f"against the whole image's, and seconds\n")
     print("| photo | size (H×W) | tiles | whole s | " + " | ".join(f"{m} dB | {m} s" for m in MODES) + " |")

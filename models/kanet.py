@@ -451,9 +451,9 @@ class KANet(DehazingNetwork):
     def forward(self, x: torch.Tensor, return_global: bool = False):
         h, w = x.shape[-2:]
         x = pad_to_multiple(x, self.size_multiple, self.min_size)
-        features = self.encoder(x)
+        features = self.encoder(x.to(self.dtype))  # computed in the weights' dtype, returned in the input's
         decoded = self.decoder(self.bottleneck(features[-1]))
-        out = torch.tanh(self.head(self.tail(decoded, features)))[..., :h, :w]
+        out = torch.tanh(self.head(self.tail(decoded, features)))[..., :h, :w].to(x.dtype)
         return (out, self.pool(features[-1]).flatten(1)) if return_global else out
 
     def set_fourier_projection(self, weight: torch.Tensor, bias: torch.Tensor) -> None:

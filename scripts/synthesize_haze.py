@@ -15,11 +15,10 @@ import argparse
 import json
 from pathlib import Path
 
-import yaml
 from tqdm import tqdm
 
 from utils.cli import run_reporting_user_errors, script_parser, whole_number
-from utils.config import ConfigError
+from utils.config import ConfigError, parse_yaml
 from utils.paths import OutputFolder
 
 
@@ -41,7 +40,7 @@ def haze_settings(settings: list[str]) -> dict:
         key, sep, raw = item.partition("=")
         if not sep:
             raise ConfigError(f"--haze {item!r} is not of the form key=value")
-        values[key] = yaml.safe_load(raw)
+        values[key] = parse_yaml(raw)
     return values
 
 

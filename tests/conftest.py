@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from models import build_model, model_class
+from models.mixdehazenet import ChannelAttention, EnhancedParallelAttention, SKFusion
 from utils.checkpoint import save_checkpoint
 from utils.config import Config, config_from_dict
 
@@ -104,3 +105,22 @@ def _offline(monkeypatch):
 @pytest.fixture(scope="session")
 def real_hazy() -> Path:
     return _require_shared("data/real_hazy")
+
+
+@pytest.fixture(scope="module")
+def global_statistics_network():
+    """MixDehazeNet-T whose gates lean on the image-wide means, as a trained network's do: freshly
+    initialised ones barely depend on them (tiles then agree with the whole image at any rate), so the
+    layers that read the pooled statistics are amplified ×5 and the output head ×5."""
+    torch.manual_seed(0)
+    net = build_model("mixdehazenet-t").eval()
+    with torch.no_grad():
+        for module in net.modules():
+            if isinstance(module, ChannelAttention):
+                module.fc1.weight *= 5
+            elif isinstance(module, EnhancedParallelAttention):
+                module.value_gate.weight *= 5
+            elif isinstance(module, SKFusion):
+                module.reduce.weight *= 5
+        net.head.weight *= 5
+    return net

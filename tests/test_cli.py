@@ -81,15 +81,15 @@ def test_torch_hub_loads_a_checkpoint_from_another_folder(tmp_path):
 
 @pytest.mark.parametrize(("amp", "device", "dtype"), [
     ("off", "cuda", None), ("off", "cpu", None), ("fp16", "cuda", torch.float16), ("fp16", "cpu", None),
-    ("bf16", "cuda", torch.bfloat16), ("bf16", "cpu", torch.bfloat16)])
+    ("bf16", "cuda", torch.bfloat16), ("bf16", "cpu", torch.bfloat16), ("auto", "cuda", None)])
 def test_one_amp_rule_for_every_device(amp, device, dtype):
     """The one table training, inference, the flags and the benchmarks use: the CPU has no fast fp16, so fp16
-    runs fp32 there."""
+    runs fp32 there; auto is fp32 on CUDA (on the CPU it asks the CPU: tests/test_precision.py)."""
     assert autocast_dtype(amp, device) is dtype
 
 
 def test_an_unknown_amp_name_is_refused():
-    with pytest.raises(ValueError, match="amp must be one of off, fp16, bf16"):
+    with pytest.raises(ValueError, match="amp must be one of auto, off, fp16, bf16"):
         autocast_dtype("fp8", "cuda")
 
 

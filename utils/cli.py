@@ -137,14 +137,16 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                              + ", ".join(model_names()))
 
 
-def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
-    """--device, --amp, --backend, --label, --labels, --tile and --overlap: how the network runs on each image."""
+def add_inference_arguments(parser: argparse.ArgumentParser, amp_default: str = "auto") -> None:
+    """--device, --amp, --backend, --label, --labels, --tile and --overlap: how the network runs on each image.
+    test.py passes amp_default "off": its scores are compared with papers' fp32 ones."""
     parser.add_argument("--device", help="cuda, cuda:1, cpu … (default: cuda when available, cpu for onnxruntime)")
-    parser.add_argument("--amp", choices=AMP_NAMES, default="off",
-                        help="autocast: off (default: fp32, the protocol's), fp16 (CUDA; fp32 on the CPU) or bf16")
+    parser.add_argument("--amp", choices=AMP_NAMES, default=amp_default,
+                        help=f"precision (default {amp_default}): auto (bf16 on a CPU that computes it natively, else "
+                             f"fp32), off (fp32, the protocol's), fp16 (CUDA; fp32 on the CPU) or bf16")
     parser.add_argument("--backend", choices=BACKEND_CHOICES, default="pytorch",
                         help="pytorch (default) or onnxruntime: the network's ONNX graph under ONNX Runtime, fp32 on the "
-                             "CPU (faster there; tiles still run in PyTorch)")
+                             "CPU (tiles still run in PyTorch)")
     parser.add_argument("--label", help="MixCL models: condition every image on this class (e.g. outdoor) instead of "
                                         "CLIP's zero-shot class")
     parser.add_argument("--labels", type=Path, metavar="CSV",
@@ -160,7 +162,7 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
 
 def inference_options(args: argparse.Namespace) -> dict:
     """The Dehazer options (inference/dehazer.py) of add_inference_arguments' flags, less the priors'."""
-    if args.backend == "onnxruntime" and (args.amp != "off" or (args.device or "cpu") != "cpu"):
+    if args.backend == "onnxruntime" and (args.amp not in ("auto", "off") or (args.device or "cpu") != "cpu"):
         raise UserError(f"--backend onnxruntime runs fp32 on the CPU: drop --amp {args.amp} and --device {args.device} "
                         f"or use --backend pytorch")
     tile = AUTO_TILE if args.tile == "auto" else args.tile

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from dataclasses import asdict, dataclass, field
@@ -27,6 +28,22 @@ class ConfigError(UserError, ValueError):
 
 
 VALIDATION_MODES = ("holdout", "test-center-crop", "test-full")
+
+
+class ConfigLoader(yaml.SafeLoader):
+    """YAML with the booleans of YAML 1.2, true and false only: PyYAML's YAML 1.1 also reads on, off, yes and no as
+    booleans, which would turn `amp: off` or `train.amp=off` into False instead of the amp name."""
+
+
+ConfigLoader.yaml_implicit_resolvers = {
+    first: [(tag, rule) for tag, rule in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+ConfigLoader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                                   list("tTfF"))
+
+
+def parse_yaml(text: str):
+    return yaml.load(text, Loader=ConfigLoader)  # a SafeLoader: builds plain data only
 
 
 @dataclass
@@ -190,7 +207,7 @@ def load_config(path: Path | str | None, overrides: list[str] = ()) -> Config:
         if problem := unreadable_file(path):
             raise ConfigError(f"config file {path}: {problem}")
         try:
-            values = yaml.safe_load(path.read_text()) or {}
+            values = parse_yaml(path.read_text()) or {}
         except yaml.YAMLError as e:
             raise ConfigError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
         if not isinstance(values, dict):
@@ -200,7 +217,7 @@ def load_config(path: Path | str | None, overrides: list[str] = ()) -> Config:
         if not sep:
             raise ConfigError(f"override {item!r} is not of the form key=value")
         try:
-            value = yaml.safe_load(raw)
+            value = parse_yaml(raw)
         except yaml.YAMLError:
             raise ConfigError(f"override {item!r}: the value is not valid YAML") from None
         _set_dotted(values, key.strip(), value)
