@@ -141,7 +141,7 @@ def test_without_clip_weights_a_clip_network_takes_a_chosen_class(tmp_path):
     prior = {"mode": "clip", "clip_pretrained": str(tmp_path / "absent.bin"), "text_features": np.eye(2, 512).tolist()}
     model = AppModel(write_checkpoint(tmp_path / "clip.pt", "mixcl-t", prior=prior))
     assert model.needs_class and model.class_choices() == ["indoor", "outdoor"]
-    assert model.clip_missing == f"CLIP weights file {tmp_path / 'absent.bin'} does not exist"
+    assert model.clip_missing == f"CLIP weights file {tmp_path / 'absent.bin'}: no such file"
     photo = Photo("x.png", np.random.default_rng(0).random((20, 20, 3), dtype=np.float32))
     with pytest.raises(PriorError, match=f"clip needs the photo's class, one of .*: {model.clip_missing}$"):
         dehaze_photo(model, photo)
