@@ -19,6 +19,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from utils.cli import (
+    MAX_PIXELS,
     MAX_WHOLE_PIXELS_CPU,
     UserError,
     add_inference_arguments,
@@ -28,6 +29,7 @@ from utils.cli import (
     run_name,
     run_reporting_user_errors,
     script_parser,
+    whole_number,
 )
 from utils.paths import OutputFolder
 
@@ -37,7 +39,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("inputs", nargs="+", help="image files, folders or glob patterns (quote them)")
     add_model_arguments(parser)
     add_inference_arguments(parser)
-    parser.add_argument("--max-whole-pixels", type=int, default=MAX_WHOLE_PIXELS_CPU,
+    parser.add_argument("--max-whole-pixels", type=whole_number(1, MAX_PIXELS), default=MAX_WHOLE_PIXELS_CPU,
                         help=f"with --tile auto on the CPU, tile photos larger than this (default {MAX_WHOLE_PIXELS_CPU:,})")
     parser.add_argument("--out", type=Path, help="output folder (default: results/<run>/predict)")
     parser.add_argument("--compare", action="store_true", help="also write side-by-side comparisons")
@@ -66,6 +68,7 @@ def predict(args: argparse.Namespace, out: Path) -> list[Path]:
     from utils.image import check_images, find_images, read_image, to_uint8, write_image
     from utils.pictures import side_by_side
 
+    options = inference_options(args)
     paths = find_images(args.inputs)
     outputs = output_paths(paths, out, ".png")
     comparisons = output_paths(paths, out / "comparisons", ".jpg") if args.compare else {}
@@ -73,7 +76,7 @@ def predict(args: argparse.Namespace, out: Path) -> list[Path]:
     if args.gt is not None:
         check_ground_truth(sizes, check_images([args.gt / path.name for path in paths]))
     model = load_model(args.checkpoint, args.model)
-    dehazer = Dehazer(model, **inference_options(args), label=args.label, labels=args.labels,
+    dehazer = Dehazer(model, **options, label=args.label, labels=args.labels,
                       max_whole_pixels=args.max_whole_pixels, progress=True)
     if dehazer.device.type == "cpu" and not args.no_keep_freed_memory:
         keep_freed_memory()  # process-wide: glibc keeps freed memory for the next photo (faster; utils/cpu_memory.py)
@@ -88,7 +91,7 @@ def predict(args: argparse.Namespace, out: Path) -> list[Path]:
             if args.gt is not None:
                 images, captions = images + [to_uint8(read_image(args.gt / path.name))], captions + ["ground truth"]
             write_image(comparisons[path], side_by_side(images, captions))
-    print(f"{len(paths)} photo(s) dehazed by {model.model_name} on {dehazer.device}"
+    print(f"{len(paths)} photo(s) dehazed by {model.model_name} on {dehazer.device} in {dehazer.precision}"
           f"{f', {tiled} in tiles' if tiled else ''}; written to {out}")
     return list(outputs.values())
 

@@ -37,7 +37,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = script_parser(__doc__)
     add_model_arguments(parser)
     parser.add_argument("--data", required=True, help='paired test folder ({GT,hazy}/) or "synthetic"')
-    add_inference_arguments(parser)
+    add_inference_arguments(parser, amp_default="off")  # fp32, as the papers score: bf16 only when asked for
     parser.add_argument("--out", type=Path, help="output folder (default: results/<run>/test)")
     parser.add_argument("--no-images", action="store_true", help="do not write the dehazed images")
     parser.add_argument("--compare", action="store_true", help="also write hazy | output | ground truth comparisons")
@@ -76,12 +76,13 @@ def test(args: argparse.Namespace, out: Path) -> dict:
     from models import load_model
     from utils.cpu_memory import keep_freed_memory
 
+    options = inference_options(args)
     model = load_model(args.checkpoint, args.model)
     dataset = build_test_set(args.data)
     names = [Path(n) for n in getattr(dataset, "names", [])]
     images = output_paths(names, out / "images", ".png") if names else {}
     comparisons = output_paths(names, out / "comparisons", ".jpg") if names and args.compare else {}
-    dehazer = Dehazer(model, **inference_options(args), photo_priors=False)  # the dataset carries each image's prior
+    dehazer = Dehazer(model, **options, photo_priors=False)  # the dataset carries each image's prior
     if dehazer.device.type == "cpu" and not args.no_keep_freed_memory:
         keep_freed_memory()  # process-wide: glibc keeps freed memory for the next image (faster; utils/cpu_memory.py)
     dataset, domain_source = with_priors(model, dataset, args, dehazer.device)
@@ -95,7 +96,8 @@ def test(args: argparse.Namespace, out: Path) -> dict:
                        desc="test", dynamic_ncols=True):
         write_results(record, args, images, comparisons, out)
         records.append({k: record[k] for k in ("name", "domain", "psnr", "ssim", "hazy_psnr", "hazy_ssim") if k in record})
-    summary = {"model": model.model_name, "checkpoint": str(args.checkpoint), "data": str(args.data), **summarize(records)}
+    summary = {"model": model.model_name, "checkpoint": str(args.checkpoint), "data": str(args.data),
+               "precision": dehazer.precision, **summarize(records)}
     if by_domain := summarize_by_domain(records):
         summary |= {"domain_source": domain_source, "by_domain": by_domain}
     report(records, summary, out)
@@ -129,7 +131,7 @@ def report(records: list[dict], summary: dict, out: Path) -> None:
         writer.writerows(records)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     by_domain = summary.get("by_domain", {})
-    lines = [f"{summary['model']} on {summary['data']} ({summary['images']} images)",
+    lines = [f"{summary['model']} on {summary['data']} ({summary['images']} images, precision {summary['precision']})",
              f"  hazy input: PSNR {summary['hazy_psnr']:.2f} dB  SSIM {summary['hazy_ssim']:.4f}",
              f"  output:     PSNR {summary['psnr']:.2f} dB  SSIM {summary['ssim']:.4f}"]
     if by_domain:

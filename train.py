@@ -4,17 +4,19 @@
     python train.py configs/reside6k/mixcl-s.yaml data.root=/data/RESIDE-6K train.micro_batch_size=8
     python train.py configs/reside6k/mixcl-s.yaml --resume                     # continue from <out_dir>/last.pt
     python train.py configs/reside6k/mixcl-s.yaml --resume train.lr=5e-5       # ... with a lower learning rate
-    torchrun --standalone --nproc_per_node=4 train.py configs/reside6k/mixcl-s.yaml   # 4 GPUs (train.sh does this)
+    torchrun --standalone --nproc_per_node=4 --max-restarts=3 train.py configs/reside6k/mixcl-s.yaml  # train.sh
 
 Writes to the config's out_dir: last.pt and best.pt (atomically), history.jsonl (one line per validation)
 and TensorBoard logs under tensorboard/. The run owns its out_dir while it lasts: a second run into it stops at
-once. Under torchrun only rank 0 writes and prints. A resumed run may change train.lr, train.epochs and
+once. Under torchrun only rank 0 writes and prints, and workers torchrun restarts after a failure (--max-restarts)
+continue their job's last.pt by themselves. A resumed run may change train.lr, train.epochs and
 train.max_skipped_steps; the rest of the config must be the checkpoint's.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -47,6 +49,7 @@ def train(config: Config, resume: bool = False) -> list[dict]:
     out_dir = Path(config.out_dir)
     process = engine.start_process(config.train.seed)
     with OutputFolder(out_dir, "out_dir") if process.is_main else contextlib.nullcontext():
+        resume = resume or restarted(process, out_dir)
         check_resumable(out_dir, resume)
         if process.device.type == "cpu" and config.train.keep_freed_cpu_memory:
             keep_freed_memory()  # process-wide: glibc keeps freed memory for the next step (utils/cpu_memory.py)
@@ -68,8 +71,7 @@ def train(config: Config, resume: bool = False) -> list[dict]:
                 log.step(epoch * data.steps_per_epoch + run.step, losses)
                 run.step += 1
                 batches.set_postfix(loss=f"{losses[0]:.4f}")
-                every = config.train.eval_every_steps
-                if every and run.step % every == 0 and run.step < data.steps_per_epoch:
+                if validation_due_within_epoch(run, data.steps_per_epoch):
                     validate_and_save(run, data, log, out_dir)  # within a long epoch: resumable from this step
                     run.model.train()
             run.scheduler.step()
@@ -84,6 +86,12 @@ def train(config: Config, resume: bool = False) -> list[dict]:
     return run.history
 
 
+def validation_due_within_epoch(run, steps_per_epoch: int) -> bool:
+    """train.eval_every_steps: every so many steps, but not at an epoch's end (the epoch's own validation)."""
+    every = run.config.train.eval_every_steps
+    return every > 0 and run.step % every == 0 and run.step < steps_per_epoch
+
+
 def validate_and_save(run, data, log, out_dir: Path) -> None:
     """Rank 0 validates and writes best.pt / last.pt while the other processes wait."""
     import engine
@@ -95,21 +103,34 @@ def validate_and_save(run, data, log, out_dir: Path) -> None:
     run.process.barrier()
 
 
+def restarted(process, out_dir: Path) -> bool:
+    """Whether this is a worker torchrun restarted after a failure, whose job goes on from its own last.pt."""
+    import engine
+
+    if not engine.restarted_after_checkpoint(process, out_dir / "last.pt"):
+        return False
+    if process.is_main:
+        print(f"torchrun restart {process.restarts}: continuing from {out_dir / 'last.pt'}")
+    return True
+
+
 def check_resumable(out_dir: Path, resume: bool) -> None:
     if resume != (out_dir / "last.pt").exists():
         raise (FileNotFoundError(f"{out_dir / 'last.pt'} does not exist: nothing to resume") if resume else
                FileExistsError(f"{out_dir / 'last.pt'} exists: pass --resume to continue it, or choose another out_dir"))
 
 
-def interrupted(config_path: Path, out_dir: Path) -> str:
-    """One line for Ctrl-C: what the run kept, and how to go on."""
+def interrupted(args: argparse.Namespace, out_dir: Path) -> str:
+    """One line for Ctrl-C: what the run kept, and the command that continues this very run (its config and every
+    override it was started with, quoted for a shell)."""
     from utils.checkpoint import load_checkpoint
 
     if not (out_dir / "last.pt").is_file():
         return f"interrupted before the first checkpoint: nothing of this run was kept in {out_dir}"
-    epoch = load_checkpoint(out_dir / "last.pt")["epoch"]
-    return (f"interrupted: {out_dir / 'last.pt'} holds epoch {epoch}; continue with: python train.py {config_path} "
-            f"--resume")
+    checkpoint = load_checkpoint(out_dir / "last.pt")
+    step = f", step {checkpoint['step']} of epoch {checkpoint['epoch'] + 1}" if checkpoint.get("step") else ""
+    command = shlex.join(["python", "train.py", str(args.config), *args.overrides, "--resume"])
+    return f"interrupted: {out_dir / 'last.pt'} holds epoch {checkpoint['epoch']}{step}; continue with: {command}"
 
 
 def report_where_the_results_are(history: list[dict], config: Config) -> None:
@@ -129,7 +150,7 @@ def main(argv=None) -> None:
     try:
         train(config, resume=args.resume)
     except KeyboardInterrupt:
-        print(interrupted(args.config, Path(config.out_dir)), file=sys.stderr)
+        print(interrupted(args, Path(config.out_dir)), file=sys.stderr)
         raise SystemExit(130) from None
 
 

@@ -10,10 +10,11 @@ bash scripts/setup_env.sh
 python="${MIXCL_VENV:-.venv}/bin/python"
 
 if [ $# -gt 0 ]; then
-  # One process per visible GPU (torchrun, DistributedDataParallel); a single process otherwise.
+  # One process per visible GPU (torchrun, DistributedDataParallel); a single process otherwise. When a worker
+  # fails, torchrun restarts them all (up to 3 times) and they continue from the run's last.pt.
   gpus="$("$python" -c 'import torch; print(torch.cuda.device_count())')"
   if [ "$gpus" -gt 1 ]; then
-    exec "$python" -m torch.distributed.run --standalone --nproc_per_node="$gpus" train.py "$@"
+    exec "$python" -m torch.distributed.run --standalone --nproc_per_node="$gpus" --max-restarts=3 train.py "$@"
   fi
   exec "$python" train.py "$@"
 fi

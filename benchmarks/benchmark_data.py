@@ -8,21 +8,21 @@ consumes B samples in T seconds needs N ≥ B / (T × samples per second per wor
 """
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 from pathlib import Path
 
 from datasets import PairedAugment, PairedImageDataset, validate_paired_folder
+from utils.cli import MAX_SIDE, script_parser, whole_number
 from utils.image import read_image
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv=None) -> None:
+    parser = script_parser(__doc__)
     parser.add_argument("folder", type=Path)
-    parser.add_argument("--crop", type=int, default=256)
-    parser.add_argument("--rounds", type=int, default=5)
-    args = parser.parse_args()
+    parser.add_argument("--crop", type=whole_number(1, MAX_SIDE), default=256)
+    parser.add_argument("--rounds", type=whole_number(1, 1000), default=5)
+    args = parser.parse_args(argv)
     names = validate_paired_folder(args.folder, min_size=args.crop)
     dataset = PairedImageDataset(args.folder, names, "train", PairedAugment(args.crop))
 

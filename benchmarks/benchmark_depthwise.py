@@ -8,21 +8,20 @@ Median of --repeats calls after one warm-up, same process; prints a Markdown tab
 """
 from __future__ import annotations
 
-import argparse
-
 import torch
 
 from benchmarks.benchmark_models import machine, median_seconds
 from models.layers import DilatedDepthwiseConv2d
 from models.mixdehazenet import WIDTHS
+from utils.cli import script_parser, whole_number
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--repeats", type=int, default=5)
-    args = parser.parse_args()
+def main(argv=None) -> None:
+    parser = script_parser(__doc__)
+    parser.add_argument("--batch", type=whole_number(1, 1024), default=4)
+    parser.add_argument("--size", type=whole_number(4, 8192), default=256)
+    parser.add_argument("--repeats", type=whole_number(1, 1000), default=5)
+    args = parser.parse_args(argv)
     device = torch.device("cpu")
     print(f"Machine: {machine()}; batch {args.batch}; median of {args.repeats} calls\n")
     print("| map (C×H×W) | kernel, dilation | forward ms | PyTorch fwd+bwd ms | ours fwd+bwd ms | speed-up |")

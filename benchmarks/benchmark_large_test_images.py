@@ -12,7 +12,6 @@ process on the CPU (resident set), of PyTorch's allocator on CUDA.
 """
 from __future__ import annotations
 
-import argparse
 import resource
 from pathlib import Path
 
@@ -24,12 +23,8 @@ from datasets import validate_paired_folder
 from inference import Dehazer
 from metrics import psnr, ssim
 from models import build_model, load_model
+from utils.cli import script_parser, size_pair
 from utils.image import read_image, to_tensor, to_uint8, to_unit_range
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    width, _, height = text.partition("x")
-    return int(width), int(height)
 
 
 def peak_memory_gb(device: torch.device) -> float:
@@ -47,7 +42,7 @@ def load_pair(folder: Path, name: str, size: tuple[int, int] | None) -> list:
 
 
 def main(argv=None) -> list[dict]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = script_parser(__doc__)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", type=Path)
     source.add_argument("--random-model", help="a registered network with random weights (for its memory; its scores "
@@ -55,7 +50,8 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--model", help="the network an official checkpoint holds")
     parser.add_argument("--label", help="MixCL models: the class every image is conditioned on")
     parser.add_argument("--data", type=Path, required=True, help="a paired folder with GT/ and hazy/")
-    parser.add_argument("--size", type=parse_size, help="resize every pair to WIDTHxHEIGHT first, e.g. 1600x1200")
+    parser.add_argument("--size", type=size_pair(form="WIDTHxHEIGHT"),
+                        help="resize every pair to WIDTHxHEIGHT first, e.g. 1600x1200")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
 

@@ -11,7 +11,6 @@ Prints Markdown tables for BENCHMARKS.md.
 """
 from __future__ import annotations
 
-import argparse
 import multiprocessing as mp
 import platform
 import queue as queue_module
@@ -24,6 +23,7 @@ from pathlib import Path
 import torch
 
 from models import build_model
+from utils.cli import script_parser, size_pair, whole_number
 from utils.precision import autocast_dtype
 
 
@@ -123,23 +123,23 @@ def machine() -> str:
     return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv=None) -> None:
+    parser = script_parser(__doc__)
     parser.add_argument("--models", nargs="+", default=["mixdehazenet-t", "mixdehazenet-s"])
-    parser.add_argument("--sizes", nargs="+", default=["256x256", "460x620"], help="HxW")
+    parser.add_argument("--sizes", nargs="+", type=size_pair(8192), default=["256x256", "460x620"], help="HxW")
     parser.add_argument("--tasks", nargs="+", choices=["train", "infer"], default=["train", "infer"])
-    parser.add_argument("--train-batch", type=int, default=None, help="default: 16 on GPU, 2 on CPU")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--train-batch", type=whole_number(1, 1024), default=None, help="default: 16 on GPU, 2 on CPU")
+    parser.add_argument("--repeats", type=whole_number(1, 1000), default=3)
     parser.add_argument("--amp", choices=["off", "fp16", "bf16"], default="off", help="autocast (CUDA)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     batches = {"train": args.train_batch or (16 if torch.cuda.is_available() else 2), "infer": 1}
 
     print(f"Machine: {machine()}; precision {args.amp}; median of {args.repeats} after one warm-up\n")
     print("| model | size (H×W) | task | batch | images/s | ms per step | peak GB | peak GB above start |")
     print("|---|---|---|---|---|---|---|---|")
     results = {}
-    for size in args.sizes:
-        h, w = (int(v) for v in size.lower().split("x"))
+    for h, w in args.sizes:
+        size = f"{h}x{w}"
         for name in args.models:
             for task in args.tasks:
                 r = results[name, size, task] = measure_in_fresh_process(measure, task, name, h, w, batches[task],

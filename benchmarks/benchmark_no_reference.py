@@ -6,7 +6,6 @@ scaled to a given size (default 1 megapixel), each alone and all together, media
 """
 from __future__ import annotations
 
-import argparse
 import math
 import statistics
 import time
@@ -16,6 +15,7 @@ import numpy as np
 
 from benchmarks.benchmark_models import machine
 from metrics.real_haze import MEASURES, score_photo
+from utils.cli import MAX_PIXELS, number, script_parser, whole_number
 from utils.image import read_image, to_uint8
 
 
@@ -42,10 +42,10 @@ def median_time(function, image: np.ndarray, rounds: int) -> float:
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = script_parser(__doc__)
     parser.add_argument("photo", nargs="?", help="a photo (default: scikit-image's coffee)")
-    parser.add_argument("--megapixels", type=float, default=1.0)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--megapixels", type=number(0, MAX_PIXELS / 1e6), default=1.0)
+    parser.add_argument("--rounds", type=whole_number(1, 1000), default=5)
     args = parser.parse_args(argv)
     image = photo_of_size(args.photo, args.megapixels)
     seconds = {name: median_time(measure.score, image, args.rounds) for name, measure in MEASURES.items()}

@@ -56,7 +56,7 @@ from models import build_model, model_class
 from prior import clip_metadata, image_list_fingerprint, one_hot, prior_cache_path, save_prior_cache
 from utils.config import load_config
 from utils.image import read_image, to_tensor
-from utils.precision import cpu_has_native_bf16
+from utils.precision import cpu_computes_bf16
 
 REPO = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).resolve().parent / "recipe_worker.py"
@@ -336,7 +336,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.device = "cpu"
     if args.ours is None:
         args.ours = [""] if args.smoke or args.device == "cuda" else ["", "train.channels_last=true"]
-        args.ours += ["train.amp=bf16 train.channels_last=true"] if len(args.ours) > 1 and cpu_has_native_bf16() else []
+        args.ours += ["train.amp=bf16 train.channels_last=true"] if len(args.ours) > 1 and cpu_computes_bf16() else []
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device here")
     for name in args.models:

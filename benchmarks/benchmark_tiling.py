@@ -8,7 +8,6 @@ it (channels-last on the CPU).
 """
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 from pathlib import Path
@@ -21,23 +20,24 @@ from inference import Dehazer
 from inference.tiling import tile_layout, tiled_forward
 from metrics import psnr
 from models import load_model
+from utils.cli import MAX_SIDE, script_parser, whole_number
 from utils.image import find_images, pad_to_multiple, read_image, to_tensor, to_uint8, to_unit_range
 
 MODES = ("downscaled", "tiles", "own")
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = script_parser(__doc__)
     parser.add_argument("photos", nargs="+", help="photos, folders or globs")
     parser.add_argument("--checkpoint", type=Path, required=True)
     parser.add_argument("--model", help="the network an official checkpoint holds")
     parser.add_argument("--label", help="MixCL models: the class every photo is conditioned on")
-    parser.add_argument("--tile", type=int, default=256)
-    parser.add_argument("--overlap", type=int, default=64)
-    parser.add_argument("--max-side", type=int, default=1024)
+    parser.add_argument("--tile", type=whole_number(16, MAX_SIDE), default=256)
+    parser.add_argument("--overlap", type=whole_number(0, MAX_SIDE), default=64)
+    parser.add_argument("--max-side", type=whole_number(1, MAX_SIDE), default=1024)
     args = parser.parse_args(argv)
 
-    dehazer = Dehazer(load_model(args.checkpoint, args.model), device="cpu", label=args.label, tile=None)
+    dehazer = Dehazer(load_model(args.checkpoint, args.model), device="cpu", amp="off", label=args.label, tile=None)
     print(f"{args.checkpoint}, tiles of {args.tile} overlapping by {args.overlap}; PSNR (dB) of the tiled output "
           f"against the whole image's, and seconds\n")
     print("| photo | size (H×W) | tiles | whole s | " + " | ".join(f"{m} dB | {m} s" for m in MODES) + " |")

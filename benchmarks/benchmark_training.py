@@ -3,6 +3,7 @@ channels-last memory format, torch.compile, and their combinations.
 
     python benchmarks/benchmark_training.py                                   # MixCL-S, 256×256, batch 16
     python benchmarks/benchmark_training.py --model mixdehazenet-t --batch 4 --settings eager channels_last
+    python benchmarks/benchmark_training.py --model mixcl-t --size 64 --batch 8 --alternate 6   # the demo's step
 
 A step is train.py's own step (engine.train_step): forward (autocast when mixed), L1 loss, backward, fused
 AdamW step, on a run built by engine.build_run from the setting's config. Each setting runs in a fresh
@@ -17,6 +18,8 @@ path) and fp16 with a GradScaler on CUDA unless --amp says so.
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
 import time
 
 import torch
@@ -25,6 +28,7 @@ from benchmarks.benchmark_models import _peak_memory_gb, machine, measure_in_fre
 from engine import build_run, finish_process, start_process, train_step
 from losses import build_loss
 from models.layers import DilatedDepthwiseConv2d
+from utils.cli import script_parser, whole_number
 from utils.config import config_from_dict
 from utils.cpu_memory import keep_freed_memory as keep_freed_cpu_memory
 
@@ -82,6 +86,37 @@ def measure_step(model_name: str, size: int, batch: int, warmup: int, repeats: i
             "peak_gb": _peak_memory_gb(process.device), "first_loss": first_loss, "ddp": run.ddp is not None}
 
 
+def alternate(model_name: str, size: int, batch: int, rounds: int, amp: str) -> dict:
+    """train.py's default step in fp32 and under `amp`, alternately in one process, `rounds` times each after one
+    warm-up round: for wall time and for the process's CPU time (all threads; steadier than wall time when other
+    work shares the cores), the medians and the per-round ratios fp32 / amp."""
+    process = start_process(seed=0)
+    if process.device.type == "cpu":
+        keep_freed_cpu_memory()
+    runs = {}
+    for precision in ("off", amp):
+        config = config_from_dict({"model": model_name, "loss": [{"name": "l1"}],
+                                   "train": {"batch_size": batch, "lr": 1e-4, "amp": precision}})
+        run = build_run(config, build_loss(config.loss).to(process.device), {}, process)
+        runs[precision] = run, [step_batch(run.model, batch, size)]
+    clocks = {"wall": time.perf_counter, "cpu": time.process_time}
+    seconds = {(clock, precision): [] for clock in clocks for precision in runs}
+    for _ in range(rounds + 1):
+        for precision, (run, micro_batches) in runs.items():
+            started = {clock: read() for clock, read in clocks.items()}
+            train_step(run, micro_batches)
+            for clock, read in clocks.items():
+                seconds[clock, precision].append(read() - started[clock])
+    finish_process(process)
+    result = {}
+    for clock in clocks:
+        fp32, mixed = seconds[clock, "off"][1:], seconds[clock, amp][1:]
+        ratios = [a / b for a, b in zip(fp32, mixed)]
+        result[clock] = {"off": statistics.median(fp32), amp: statistics.median(mixed), "lowest": min(ratios),
+                         "ratio": statistics.median(fp32) / statistics.median(mixed), "highest": max(ratios)}
+    return result
+
+
 def step_batch(model, batch: int, size: int) -> dict:
     """The fixed batch every measured step trains on: random hazy images (seed 1), their mirror image as the
     target, and a prior of the network's own kind when it takes one."""
@@ -89,17 +124,33 @@ def step_batch(model, batch: int, size: int) -> dict:
     return {"hazy": x, "gt": x.flip(-1)} | ({"prior": prior[0]} if prior else {})
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def print_alternation(args: argparse.Namespace, amp: str) -> None:
+    print(f"Machine: {machine()}; {args.model}, {args.size}×{args.size}, batch {args.batch}; fp32 and {amp} alternately, "
+          f"{args.alternate} rounds after one warm-up; load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}\n")
+    print(f"| clock | fp32 s per step | {amp} s per step | speed-up (ratio of medians) | per-round range |")
+    print("|---|---|---|---|---|")
+    for clock, r in measure_in_fresh_process(alternate, args.model, args.size, args.batch, args.alternate, amp).items():
+        print(f"| {clock} | {r['off']:.3f} | {r[amp]:.3f} | {r['ratio']:.2f}× | {r['lowest']:.2f}–{r['highest']:.2f}× |")
+
+
+def main(argv=None) -> None:
+    parser = script_parser(__doc__)
     parser.add_argument("--model", default="mixcl-s")
-    parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--size", type=whole_number(16, 8192), default=256)
+    parser.add_argument("--batch", type=whole_number(1, 1024), default=16)
     parser.add_argument("--settings", nargs="+", choices=SETTINGS, default=list(SETTINGS))
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps, at least 1 (compilation happens here)")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--warmup", type=whole_number(1, 1000), default=2,
+                        help="untimed steps, at least 1 (compilation happens here)")
+    parser.add_argument("--repeats", type=whole_number(1, 1000), default=3)
     parser.add_argument("--amp", choices=["fp16", "bf16"], default=None, help="default: fp16 on CUDA, bf16 on CPU")
-    args = parser.parse_args()
+    parser.add_argument("--alternate", type=whole_number(1, 1000), metavar="ROUNDS",
+                        help="instead: train.py's default step in fp32 and in mixed precision, alternately in one "
+                             "process, ROUNDS times each")
+    args = parser.parse_args(argv)
     amp = args.amp or ("fp16" if torch.cuda.is_available() else "bf16")
+    if args.alternate:
+        print_alternation(args, amp)
+        return
     settings = ["stock"] + [s for s in args.settings if s != "stock"]
 
     print(f"Machine: {machine()}; {args.model}, {args.size}×{args.size}, batch {args.batch}, mixed precision = {amp}; "

@@ -37,7 +37,8 @@ import torch
 from benchmarks.benchmark_models import _peak_memory_gb, machine, measure_in_fresh_process, median_seconds
 from benchmarks.benchmark_training import measure_step
 from models import DehazingNetwork, build_model
-from utils.precision import AMP_NAMES, autocast_dtype
+from utils.cli import script_parser
+from utils.precision import PRECISIONS, autocast_dtype
 
 TRAINING_SETTINGS = {"eager": {}, "channels-last": {"channels_last": True}, "compile": {"compile": True},
                      "compile + channels-last": {"compile": True, "channels_last": True}}
@@ -71,7 +72,7 @@ def measure_inference(name: str, height: int, width: int, repeats: int) -> list[
         if channels_last:
             model.to(memory_format=torch.channels_last)
             inputs = (inputs[0].contiguous(memory_format=torch.channels_last), *inputs[1:])
-        for amp in AMP_NAMES:
+        for amp in PRECISIONS:
             dtype = autocast_dtype(amp, device.type)
 
             @torch.no_grad()
@@ -176,7 +177,7 @@ def training_section(measure: Measurer, sizes: dict, rows: list[str] | None) -> 
     print("| amp | setting | images/s | peak GB | warm-up s | first loss |")
     print("|---|---|---|---|---|---|")
     results = {}
-    for amp in AMP_NAMES:
+    for amp in PRECISIONS:
         for setting, options in TRAINING_SETTINGS.items():
             if rows and f"{amp}:{setting}" not in rows:
                 continue
@@ -238,7 +239,7 @@ def ddp_section(measure: Measurer, sizes: dict) -> dict | None:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = script_parser(__doc__)
     parser.add_argument("--smoke", action="store_true", help="every path at toy sizes on the CPU, in this process")
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS),
                         help="the parts to run (default: all)")
@@ -246,7 +247,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="only these training rows, e.g. fp16:compile bf16:eager (default: all)")
     parser.add_argument("--ddp-worker", metavar="JSON", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    rows = {f"{amp}:{setting}" for amp in AMP_NAMES for setting in TRAINING_SETTINGS}
+    rows = {f"{amp}:{setting}" for amp in PRECISIONS for setting in TRAINING_SETTINGS}
     if unknown := set(args.training_rows or ()) - rows:
         parser.error(f"unknown --training-rows {sorted(unknown)}: choose from {sorted(rows)}")
     if not args.ddp_worker and not args.smoke and not torch.cuda.is_available():

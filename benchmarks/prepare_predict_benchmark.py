@@ -9,7 +9,6 @@ Speed and memory do not depend on the weights' values, only on the architecture 
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import cv2
@@ -18,17 +17,18 @@ import skimage.data
 
 from models import build_model
 from utils.checkpoint import save_checkpoint
+from utils.cli import script_parser, size_pair
 from utils.image import read_image, write_image
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = script_parser(__doc__)
     parser.add_argument("out", type=Path)
     parser.add_argument("--model", default="mixcl-s")
-    parser.add_argument("--size", default="4000x3000", help="WIDTHxHEIGHT of the photo")
+    parser.add_argument("--size", type=size_pair(form="WIDTHxHEIGHT"), default="4000x3000", help="WIDTHxHEIGHT of the photo")
     parser.add_argument("--photo", type=Path, help="the photo to enlarge (default: scikit-image's coffee)")
     args = parser.parse_args(argv)
-    width, height = (int(v) for v in args.size.lower().split("x"))
+    width, height = args.size
     prior = {"mode": "labels", "classes": ["indoor", "outdoor"]}
     model_args = {"num_labels": 2, "prior": prior} if args.model.startswith("mixcl") else {}
     model = build_model(args.model, **model_args)

@@ -19,6 +19,7 @@ from torch.utils.data import Dataset
 
 from utils.cli import UserError
 from utils.image import check_image, is_image_file, read_image, to_tensor, turns_sideways
+from utils.paths import unreadable_file, unreadable_folder
 
 from .transforms import PairedAugment, center_crop
 
@@ -31,8 +32,15 @@ class DatasetError(UserError, ValueError):
 
 
 def _list_images(folder: Path) -> set[str]:
-    """Image names in `folder`, broken links included (they are reported, not skipped)."""
-    return {p.name for p in folder.iterdir() if is_image_file(p) and not p.is_dir()}
+    """Image names in `folder`, broken links and folders named like images included (they are reported, not
+    skipped)."""
+    return {p.name for p in folder.iterdir() if is_image_file(p)}
+
+
+def _unpaired(path: Path, partner: Path, kind: str) -> str:
+    """The problem of an image without its partner: what it is when it is no image file (a folder named like one, a
+    broken link), else the missing partner."""
+    return f"{path}: {unreadable_file(path) or f'no {kind} partner {partner}'}"
 
 
 def validate_paired_folder(root: Path | str, min_size: int | None = None, workers: int = 8) -> list[str]:
@@ -46,11 +54,11 @@ def validate_paired_folder(root: Path | str, min_size: int | None = None, worker
     root = Path(root)
     clear_dir, hazy_dir = root / CLEAR_DIR, root / HAZY_DIR
     for folder in (clear_dir, hazy_dir):
-        if not folder.is_dir():
-            raise DatasetError(f"{folder} is missing: a paired dataset needs {root}/{CLEAR_DIR}/ and {root}/{HAZY_DIR}/")
+        if problem := unreadable_folder(folder):
+            raise DatasetError(f"{folder}: {problem}; a paired dataset needs {root}/{CLEAR_DIR}/ and {root}/{HAZY_DIR}/")
     clear, hazy = _list_images(clear_dir), _list_images(hazy_dir)
-    problems = [f"{clear_dir / n}: no hazy partner {hazy_dir / n}" for n in sorted(clear - hazy)]
-    problems += [f"{hazy_dir / n}: no clear partner {clear_dir / n}" for n in sorted(hazy - clear)]
+    problems = [_unpaired(clear_dir / n, hazy_dir / n, "hazy") for n in sorted(clear - hazy)]
+    problems += [_unpaired(hazy_dir / n, clear_dir / n, "clear") for n in sorted(hazy - clear)]
     names = sorted(clear & hazy)
     if not names and not problems:
         raise DatasetError(f"{root} holds no image pairs")

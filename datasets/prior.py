@@ -4,6 +4,7 @@ folder; its result is cached (prior/cache.py)."""
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,7 +38,7 @@ def known_domains(source: Path | str, names: list[str]) -> tuple[dict[str, str],
     if str(source) == "synthetic":
         return DOMAINS, "the photos' known domains"
     path = Path(source) / DOMAIN_LABELS_FILE
-    if not path.is_file():
+    if not os.path.lexists(path):  # a folder or a broken link of that name is reported by the reader
         return None
     labels = read_domain_labels(path)
     missing = [name for name in names if name not in labels]

@@ -13,6 +13,7 @@ levels of the classic model (I = J·t + A·(1 − t)), so that test figures stay
 """
 from __future__ import annotations
 
+import os
 from functools import cache
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import skimage.data
 from torch.utils.data import Dataset
 
 from utils.image import check_image, is_image_file, read_image, to_tensor
+from utils.paths import unreadable_file, unreadable_folder
 
 from .haze_model import HazeModel, add_haze, vertical_depth_proxy
 from .paired import DatasetError
@@ -64,6 +66,8 @@ def load_photo(name: str, short_side: int) -> tuple[np.ndarray, np.ndarray]:
 
 def read_depth(path: Path) -> np.ndarray:
     """A depth map from an .npy array or a grayscale image (8 or 16 bit), normalised to [0, 1]."""
+    if problem := unreadable_file(path):
+        raise DatasetError(f"{path}: {problem}")
     depth = np.load(path) if path.suffix == ".npy" else cv2.imread(str(path), cv2.IMREAD_ANYDEPTH)
     if depth is None or depth.ndim != 2:
         raise DatasetError(f"{path}: not a readable single-channel depth map")
@@ -78,8 +82,8 @@ class CleanImageFolder:
 
     def __init__(self, root: Path | str, depth_root: Path | str | None = None, min_size: int = 1):
         self.root = Path(root)
-        if not self.root.is_dir():
-            raise DatasetError(f"{self.root}: clean image folder does not exist")
+        if problem := unreadable_folder(self.root):
+            raise DatasetError(f"clean image folder {self.root}: {problem}")
         self.depth_root = Path(depth_root) if depth_root else None
         self.names = sorted(p.name for p in self.root.iterdir() if is_image_file(p))
         if not self.names:
@@ -111,7 +115,7 @@ class CleanImageFolder:
             return None
         for suffix in (".png", ".npy", ".tif", ".tiff"):
             path = self.depth_root / (Path(name).stem + suffix)
-            if path.is_file():
+            if os.path.lexists(path):  # a folder or a broken link of that name is reported, not skipped
                 return path
         return None
 

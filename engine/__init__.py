@@ -17,6 +17,7 @@ from .training import (
                        TrainingDiverged,
                        TrainingRun,
                        build_run,
+                       restarted_after_checkpoint,
                        restore_run,
                        save_checkpoints,
                        train_step,
@@ -24,6 +25,6 @@ from .training import (
 )
 
 __all__ = ["RESUMABLE_CHANGES", "Process", "TrainingData", "TrainingDiverged", "TrainingLog", "TrainingRun",
-           "build_run", "check_config", "evaluate", "finish_process", "model_inputs",
-           "prepare_data", "restore_run", "save_checkpoints", "start_process", "summarize", "summarize_by_domain",
-           "train_step", "validate"]
+           "build_run", "check_config", "evaluate", "finish_process", "model_inputs", "prepare_data",
+           "restarted_after_checkpoint", "restore_run", "save_checkpoints", "start_process", "summarize",
+           "summarize_by_domain", "train_step", "validate"]

@@ -1,4 +1,5 @@
-"""The process a training run lives in: device, rank and world size under torchrun, seeds, precision."""
+"""The process a training run lives in: device, rank and world size under torchrun (and which torchrun job and
+restart it belongs to), seeds, precision."""
 from __future__ import annotations
 
 import os
@@ -15,6 +16,8 @@ class Process:
     world_size: int
     device: torch.device
     distributed: bool = False  # launched by torchrun: in a process group, the model under DDP (even alone)
+    job: str | None = None     # torchrun's job (rendezvous) id, None outside torchrun or when it is torchrun's "none"
+    restarts: int = 0          # how often torchrun has restarted the workers of this job after a failure
 
     @property
     def is_main(self) -> bool:
@@ -38,7 +41,10 @@ def start_process(seed: int) -> Process:
         else:
             device = torch.device("cpu")
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        process = Process(dist.get_rank(), dist.get_world_size(), device, distributed=True)
+        job = os.environ.get("TORCHELASTIC_RUN_ID")
+        process = Process(dist.get_rank(), dist.get_world_size(), device, distributed=True,
+                          job=None if job in (None, "none") else job,
+                          restarts=int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0)))
     torch.manual_seed(seed)
     random.seed(seed)
     torch.backends.cudnn.benchmark = True

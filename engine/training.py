@@ -159,7 +159,8 @@ def training_checkpoint(run: TrainingRun) -> dict:
                   "config": run.config.to_dict(), "epoch": run.epoch, "step": run.step, "metrics": run.history[-1],
                   "best_psnr": run.best_psnr, "history": run.history, "optimizer": run.optimizer.state_dict(),
                   "scheduler": run.scheduler.state_dict(), "scaler": run.scaler.state_dict(),
-                  "loss_state": run.criterion.running_state(), "rng": rng_state(), "skipped_steps": run.skipped_steps}
+                  "loss_state": run.criterion.running_state(), "rng": rng_state(), "skipped_steps": run.skipped_steps,
+                  "torchrun_job": run.process.job}
     if run.ema is not None:
         checkpoint |= {"ema": run.ema.module.state_dict(), "ema_updates": int(run.ema.n_averaged)}
     return checkpoint
@@ -175,6 +176,15 @@ def save_checkpoints(run: TrainingRun, out_dir: Path) -> None:
         save_checkpoint(out_dir / "best.pt", checkpoint)
     save_checkpoint(out_dir / "last.pt", checkpoint)
     write_text_atomically(out_dir / "history.jsonl", "".join(json.dumps(h) + "\n" for h in run.history))
+
+
+def restarted_after_checkpoint(process: Process, path: Path) -> bool:
+    """Whether this process is a worker torchrun restarted after a failure (--max-restarts) of a job that wrote the
+    checkpoint at `path`: it then continues from there by itself. A checkpoint of any other run, and any without a
+    job id (torchrun's "none", when nodes rendezvous without --rdzv-id), is not continued unasked."""
+    if process.restarts == 0 or process.job is None or not path.is_file():
+        return False
+    return load_checkpoint(path).get("torchrun_job") == process.job
 
 
 def restore_run(run: TrainingRun, path: Path) -> list[str]:

@@ -20,6 +20,7 @@ A Dehazer changes no process-wide setting. On the CPU the scripts also let glibc
 """
 from __future__ import annotations
 
+import copy
 import warnings
 from pathlib import Path
 
@@ -29,9 +30,9 @@ from PIL import Image
 
 from models import DehazingNetwork
 from prior import photo_prior
-from utils.cli import MAX_WHOLE_PIXELS_CPU
+from utils.cli import AUTO_TILE, MAX_WHOLE_PIXELS_CPU
 from utils.image import to_tensor, to_uint8, to_unit_range
-from utils.precision import autocast_dtype
+from utils.precision import autocast_dtype, precision
 
 from .onnx import OnnxNetwork
 from .tiling import tiled_forward
@@ -52,17 +53,28 @@ def as_rgb_array(image: np.ndarray | Image.Image) -> np.ndarray:
     return image[..., :3]
 
 
+def running_network(model: DehazingNetwork, amp: str, device_type: str) -> tuple[DehazingNetwork, torch.dtype | None]:
+    """What runs for `amp` on a device type, and the autocast dtype it runs under: the model itself under autocast,
+    or on the CPU in bf16 a bf16 copy of it without autocast (which would pad in fp32 around every reflect-padded
+    convolution and cast every weight on every call: BENCHMARKS.md, "bf16 on the CPU")."""
+    if device_type == "cpu" and precision(amp, device_type) == "bf16":
+        return copy.deepcopy(model).to(torch.bfloat16), None
+    return model, autocast_dtype(amp, device_type)
+
+
 class Dehazer:
     """A network ready for photos.
 
-    `tile`: "auto", None (never) or a tile size in pixels. `amp`: off, fp16 or bf16 autocast (utils/precision.py:
-    fp16 runs fp32 on the CPU). `backend`: pytorch or onnxruntime (inference/onnx.py: fp32 on the CPU only; tiles
-    run in PyTorch). `label` / `labels`: MixCL networks are conditioned on this class (for every photo) or on each
-    photo's class in a `name,class` file, instead of CLIP's. `photo_priors=False`: the caller hands `forward` the
-    priors (test.py takes them from its dataset), none is computed from photos. `progress`: a progress bar over
-    the tiles. The model is moved to the device (and on the CPU to channels-last) in place."""
+    `tile`: "auto", None (never) or a tile size in pixels. `amp` (utils/precision.py): auto (bf16 on a CPU that
+    computes it natively, else fp32), off, fp16 (fp32 on the CPU) or bf16: autocast, and on the CPU a bf16 copy of
+    the network made here, which takes and returns fp32 (models/interface.py). `backend`: pytorch or onnxruntime
+    (inference/onnx.py: fp32 on the CPU only, `auto` included; tiles run in PyTorch). `label` / `labels`: MixCL
+    networks are conditioned on this class (for every photo) or on each photo's class in a `name,class` file,
+    instead of CLIP's. `photo_priors=False`: the caller hands `forward` the priors (test.py takes them from its
+    dataset), none is computed from photos. `progress`: a progress bar over the tiles. The model is moved to the
+    device (and on the CPU to channels-last) in place; `precision` says what runs (fp32, fp16 or bf16)."""
 
-    def __init__(self, model: DehazingNetwork, device: torch.device | str | None = None, amp: str = "off",
+    def __init__(self, model: DehazingNetwork, device: torch.device | str | None = None, amp: str = "auto",
                  backend: str = "pytorch", label: str | None = None, labels: Path | None = None,
                  tile: int | str | None = "auto", overlap: int = 64, max_whole_pixels: int = MAX_WHOLE_PIXELS_CPU,
                  photo_priors: bool = True, progress: bool = False):
@@ -71,18 +83,20 @@ class Dehazer:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() and backend == "pytorch" else "cpu"))
-        if backend == "onnxruntime" and (self.device.type != "cpu" or amp != "off"):
+        if backend == "onnxruntime" and (self.device.type != "cpu" or amp not in ("auto", "off")):
             raise ValueError(f"the onnxruntime backend runs fp32 on the CPU, not {amp} on {self.device}: use device "
                              f"cpu and amp off, or the pytorch backend")
+        amp = "off" if backend == "onnxruntime" else amp
+        self.precision = precision(amp, self.device.type)
         # channels-last: faster on the CPU, slower on CUDA GPUs (BENCHMARKS.md, "Inference")
         self.channels_last = self.device.type == "cpu"
         self.model = model.eval().to(self.device)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
+        self.network, self.amp_dtype = running_network(self.model, amp, self.device.type)
         self.onnx = None
         if backend == "onnxruntime":
             self.onnx = OnnxNetwork(model)
-        self.amp_dtype = autocast_dtype(amp, self.device.type)
         self.tile, self.overlap, self.max_whole_pixels, self.progress = tile, overlap, max_whole_pixels, progress
         self.prior_of = photo_prior(model, self.device, label, labels) if photo_priors else None
         self.last_tiled = False  # whether the last photo went through tiles (predict.py reports it)
@@ -104,7 +118,7 @@ class Dehazer:
     def forward(self, x: torch.Tensor, *prior: torch.Tensor) -> torch.Tensor:
         """1×3×H×W in [-1, 1] (and the network's prior) → the output in [-1, 1], float32: the whole image, or
         tiles when `tile` says so (on CUDA also after an out-of-memory error)."""
-        self.model.eval()
+        self.network.eval()
         inputs = (x, *prior)
         pixels = x.shape[-2] * x.shape[-1]
         whole = self.tile is None or (self.tile == "auto" and (self.device.type == "cuda" or pixels <= self.max_whole_pixels))
@@ -117,7 +131,7 @@ class Dehazer:
             try:
                 self.last_tiled = False
                 with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-                    return self.model(*inputs).float()
+                    return self.network(*inputs).float()
             except torch.OutOfMemoryError:
                 if self.tile is None:
                     raise
@@ -127,12 +141,13 @@ class Dehazer:
             self.told_tiles_in_pytorch = True
             warnings.warn("tiles run in PyTorch, not ONNX Runtime: their shared image-wide statistics need PyTorch hooks",
                           stacklevel=2)
-        tile = 512 if self.tile == "auto" else self.tile
-        return tiled_forward(self.model, *inputs, tile=tile, overlap=self.overlap, amp_dtype=self.amp_dtype,
+        tile = AUTO_TILE if self.tile == "auto" else self.tile
+        return tiled_forward(self.network, *inputs, tile=tile, overlap=self.overlap, amp_dtype=self.amp_dtype,
                              progress=self.progress)
 
 
 def dehaze(model: DehazingNetwork, image: np.ndarray | Image.Image, **options) -> np.ndarray | Image.Image:
     """Dehaze one photo (numpy H×W×3 uint8 or float32, or a PIL image; the result has the same type).
-    `options` are Dehazer's (device, amp, backend, label, tile, overlap)."""
+    `options` are Dehazer's (device, amp, backend, label, tile, overlap): by default bf16 on a CPU that computes it
+    natively, fp32 elsewhere."""
     return Dehazer(model, **options)(image)

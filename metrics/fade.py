@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
-from .no_reference import as_rgb8, matlab_rgb2gray, patch_entropy
+from .inputs import UndefinedMeasure, as_rgb8, at_least
+from .no_reference import matlab_rgb2gray, patch_entropy
 
 PATCH = 8
 MODEL_FOLDER = Path(__file__).parent / "data" / "fade"
@@ -136,17 +137,17 @@ def contrast_energy(rgb: np.ndarray) -> list[np.ndarray]:
     for channel, noise in zip((0.299 * r + 0.587 * g + 0.114 * b, 0.5 * r + 0.5 * g - b, r - g), _CE_NOISE):
         magnitude = np.sqrt(_filtered(channel, kernel, 1) ** 2 + _filtered(channel, kernel, 0) ** 2)
         peak = magnitude.max()
-        response = magnitude * peak / (magnitude + peak * _CE_SEMISATURATION) - noise
+        with np.errstate(invalid="ignore"):  # a channel without contrast (a grey photo's colours): 0/0, made 0 below
+            response = magnitude * peak / (magnitude + peak * _CE_SEMISATURATION) - noise
         energies.append(np.where(response > 1e-7, response, 0.0))
     return energies
 
 
 def fog_features(image: np.ndarray) -> np.ndarray:
     """The 12 fog-aware statistics of every 8×8 patch (P×12, patches in column-major order), before the log."""
-    rgb8 = as_rgb8(image)
+    rgb8 = as_rgb8(image, "FADE")
+    at_least(rgb8, 2 * PATCH, 2 * PATCH, "FADE")
     rgb8 = rgb8[: rgb8.shape[0] // PATCH * PATCH, : rgb8.shape[1] // PATCH * PATCH]
-    if min(rgb8.shape[:2]) < 2 * PATCH:
-        raise ValueError(f"FADE needs at least 16×16 pixels, the image is {image.shape[1]}×{image.shape[0]}")
     rgb = rgb8.astype(np.float64)
     gray = matlab_rgb2gray(rgb8)
     mean = _gaussian_filter(gray)
@@ -184,10 +185,13 @@ def _distances(features: np.ndarray, model: tuple[np.ndarray, np.ndarray]) -> np
 
 
 def fade(image: np.ndarray) -> float:
-    """FADE of an RGB image (H×W×3 uint8, or float in [0, 1]; at least 16×16): perceptual fog density, lower = less
-    fog. Patches with an undefined statistic are left out of the means, as in the release."""
+    """FADE of an image (RGB or grey, uint8 or float in [0, 1]; at least 16×16): perceptual fog density, lower = less
+    fog. Patches with an undefined statistic are left out of the means, as in the release; UndefinedMeasure when
+    that leaves none (a flat image)."""
     features = np.log(1 + fog_features(image))  # log(1 + f), as the release writes it (not log1p)
     models = fade_models()
-    fog_free = np.nanmean(_distances(features, models["fogfree"]))
-    foggy = np.nanmean(_distances(features, models["foggy"]))
-    return float(fog_free / (foggy + 1))
+    fog_free, foggy = _distances(features, models["fogfree"]), _distances(features, models["foggy"])
+    if np.isnan(fog_free).all() or np.isnan(foggy).all():
+        raise UndefinedMeasure(f"FADE is undefined: none of its {len(features)} 8×8 patches has all its fog statistics "
+                               f"(a flat image)")
+    return float(np.nanmean(fog_free) / (np.nanmean(foggy) + 1))

@@ -1,8 +1,10 @@
 """No-reference image quality for real hazy photos (no ground truth): NIQE, BRISQUE, PIQE and entropy (FADE, the
 fog density, is in fade.py).
 
-Inputs are H×W×3 RGB images, uint8 or float in [0, 1]. Lower NIQE, BRISQUE and PIQE = more natural; higher entropy
-= more detail. All are functions of one image, separate from any model.
+Inputs are H×W×3 RGB or H×W grey images, uint8 or float in [0, 1] (metrics/inputs.py checks them). Lower NIQE,
+BRISQUE and PIQE = more natural; higher entropy = more detail. All are functions of one image, separate from any
+model. A measure that has no value for an image (NIQE and BRISQUE of a flat photo, PIQE of an all-black one) raises
+UndefinedMeasure saying why, never returns NaN.
 
 NIQE (Mittal, Soundararajan & Bovik, "Making a completely blind image quality analyzer", 2013), as the
 authors' MATLAB release computes it: 8-bit grey image (MATLAB's rgb2gray), 96×96 blocks without overlap at
@@ -35,6 +37,8 @@ import scipy.ndimage
 import scipy.optimize
 from scipy.special import gamma as gamma_function
 
+from .inputs import UndefinedMeasure, as_rgb8, at_least, rgb_image
+
 NIQE_BLOCK = 96
 BRISQUE_FEATURES = 36  # 18 per scale, two scales
 PAIR_SHIFTS = ((0, 1), (1, 0), (1, 1), (1, -1))  # horizontal, vertical, two diagonals
@@ -58,18 +62,10 @@ def niqe_pristine_model() -> tuple[np.ndarray, np.ndarray]:
     return np.ravel(parameters["mu_prisparam"]).astype(np.float64), parameters["cov_prisparam"].astype(np.float64)
 
 
-def as_rgb8(image: np.ndarray) -> np.ndarray:
-    """An H×W×3 RGB image as uint8: uint8 unchanged, float in [0, 1] scaled by 255 and rounded."""
-    image = np.asarray(image)
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"expected an H×W×3 RGB image, got shape {image.shape}")
-    return image if image.dtype == np.uint8 else np.round(np.clip(image, 0, 1) * 255.0).astype(np.uint8)
-
-
-def matlab_rgb2gray(image: np.ndarray) -> np.ndarray:
-    """rgb2gray of the 8-bit image as MATLAB and Octave compute it, as float64 in [0, 255]: the channels in
+def matlab_rgb2gray(rgb8: np.ndarray) -> np.ndarray:
+    """rgb2gray of an H×W×3 uint8 image as MATLAB and Octave compute it, as float64 in [0, 255]: the channels in
     [0, 1] weighted by 0.298936…, 0.587043…, 0.114020…, times 255, rounded half away from zero."""
-    rgb = as_rgb8(image).astype(np.float64) / 255.0
+    rgb = rgb8.astype(np.float64) / 255.0
     gray = rgb[:, :, 0] * 0.298936021293775 + rgb[:, :, 1] * 0.587043074451121 + rgb[:, :, 2] * 0.114020904255103
     return np.floor(gray * 255.0 + 0.5)
 
@@ -132,19 +128,24 @@ def block_features(coefficients: np.ndarray, block: int) -> np.ndarray:
 
 
 def niqe(image: np.ndarray) -> float:
-    """NIQE of an RGB image (at least 96×192 pixels: two blocks); lower is more natural."""
-    gray = matlab_rgb2gray(image)
+    """NIQE of an image (at least 96×192 pixels: two blocks); lower is more natural. Blocks without texture have
+    no statistics and are left out; UndefinedMeasure when fewer than two are left (a flat image)."""
+    gray = matlab_rgb2gray(as_rgb8(image, "NIQE"))
     h, w = (s // NIQE_BLOCK * NIQE_BLOCK for s in gray.shape)
     if (h // NIQE_BLOCK) * (w // NIQE_BLOCK) < 2:
-        raise ValueError(f"NIQE needs at least two {NIQE_BLOCK}×{NIQE_BLOCK} blocks, "
-                         f"the image is {gray.shape[1]}×{gray.shape[0]}")
+        raise UndefinedMeasure(f"NIQE needs at least two {NIQE_BLOCK}×{NIQE_BLOCK} blocks, "
+                               f"the image is {gray.shape[1]}×{gray.shape[0]}")
     gray = gray[:h, :w]
-    features = np.concatenate([block_features(mscn(gray), NIQE_BLOCK),
-                               block_features(mscn(matlab_half_size(gray / 255.0) * 255.0), NIQE_BLOCK // 2)], axis=1)
-    mean = np.nanmean(features, axis=0)
-    covariance = np.cov(features[~np.isnan(features).any(axis=1)], rowvar=False)
+    with np.errstate(divide="ignore", invalid="ignore"):  # a flat block's fit divides 0 by 0: NaN, left out below
+        features = np.concatenate([block_features(mscn(gray), NIQE_BLOCK), block_features(
+            mscn(matlab_half_size(gray / 255.0) * 255.0), NIQE_BLOCK // 2)], axis=1)
+    textured = features[~np.isnan(features).any(axis=1)]
+    if len(textured) < 2:
+        raise UndefinedMeasure(f"NIQE is undefined: {len(textured)} of its {len(features)} {NIQE_BLOCK}×{NIQE_BLOCK} blocks "
+                               f"have texture, its statistics need two (a flat image)")
     pristine_mean, pristine_covariance = niqe_pristine_model()
-    difference = pristine_mean - mean
+    difference = pristine_mean - np.nanmean(features, axis=0)
+    covariance = np.cov(textured, rowvar=False)
     return float(np.sqrt(difference @ np.linalg.pinv((pristine_covariance + covariance) / 2) @ difference))
 
 
@@ -187,8 +188,10 @@ def brisque_aggd(samples: np.ndarray) -> tuple[float, float, float, float]:
     variance). Unlike NIQE's fit, α solves the moment equation exactly and the variances are the raw
     one-sided second moments."""
     samples = samples.ravel()
-    left = np.mean(samples[samples < 0] ** 2)
-    right = np.mean(samples[samples >= 0] ** 2)
+    negative, positive = samples[samples < 0], samples[samples >= 0]
+    if not negative.size or not positive.any():
+        raise UndefinedMeasure("BRISQUE is undefined: no local contrast both ways to fit its statistics to (a flat image)")
+    left, right = np.mean(negative ** 2), np.mean(positive ** 2)
     ratio = np.sqrt(left / right)
     r_hat = np.mean(np.abs(samples)) ** 2 / np.mean(samples ** 2)
     r_norm = r_hat * (ratio ** 3 + 1) * (ratio + 1) / (ratio ** 2 + 1) ** 2
@@ -211,12 +214,9 @@ def brisque_features(gray: np.ndarray) -> np.ndarray:
 
 
 def brisque(image: np.ndarray) -> float:
-    """BRISQUE of an RGB image (at least 32×32); lower is better, roughly 0–100 on natural photos."""
-    image = np.asarray(image)
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"expected an H×W×3 RGB image, got shape {image.shape}")
-    if min(image.shape[:2]) < 32:
-        raise ValueError(f"BRISQUE needs at least 32×32 pixels, the image is {image.shape[1]}×{image.shape[0]}")
+    """BRISQUE of an image (at least 32×32); lower is better, roughly 0–100 on natural photos."""
+    image = rgb_image(image, "BRISQUE")
+    at_least(image, 32, 32, "BRISQUE")
     rgb = image.astype(np.float64) / 255.0 if image.dtype == np.uint8 else image.astype(np.float64)
     gray = rgb @ np.array([0.2125, 0.7154, 0.0721])  # scikit-image's rgb2gray, as the package uses
     half = cv2.resize(gray, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_CUBIC)
@@ -233,13 +233,13 @@ def patch_entropy(rows: np.ndarray) -> np.ndarray:
     counts = np.bincount((np.arange(n)[:, None] * 256 + rows).ravel(), minlength=n * 256).reshape(n, 256)
     p = counts / size
     with np.errstate(divide="ignore", invalid="ignore"):
-        return -np.where(counts > 0, p * np.log2(p), 0.0).sum(axis=1)
+        return 0.0 - np.where(counts > 0, p * np.log2(p), 0.0).sum(axis=1)  # 0.0 − 0.0: a flat patch has 0.0, not −0.0
 
 
 def entropy(image: np.ndarray) -> float:
-    """Entropy of an RGB image as MATLAB's entropy(rgb2gray(I)): bits of the grey histogram, 0–8, higher = more
+    """Entropy of an image as MATLAB's entropy(rgb2gray(I)): bits of the grey histogram, 0–8, higher = more
     detail (real-world dehazing papers report it beside FADE)."""
-    return float(patch_entropy(matlab_rgb2gray(image).astype(np.uint8).reshape(1, -1))[0])
+    return float(patch_entropy(matlab_rgb2gray(as_rgb8(image, "entropy")).astype(np.uint8).reshape(1, -1))[0])
 
 
 PIQE_BLOCK = 16
@@ -248,10 +248,10 @@ PIQE_IMPAIRED = 0.1      # an edge segment below this standard deviation marks a
 PIQE_SEGMENT = 6
 
 
-def _piqe_gray(image: np.ndarray) -> np.ndarray:
+def _piqe_gray(rgb8: np.ndarray) -> np.ndarray:
     """PIQE's input: the YIQ luma of the image in [0, 1] (weights as single-precision constants, as IQA-PyTorch
     holds them), scaled by its maximum to 0–255 and rounded."""
-    rgb = as_rgb8(image).astype(np.float64) / 255.0
+    rgb = rgb8.astype(np.float64) / 255.0
     weights = np.array([0.299, 0.587, 0.114], np.float32).astype(np.float64)
     luma = rgb @ weights
     return np.round(255 * (luma / luma.max()))
@@ -299,13 +299,13 @@ def _has_noise(blocks: np.ndarray, sigma: np.ndarray) -> np.ndarray:
 
 
 def piqe(image: np.ndarray) -> float:
-    """PIQE (Venkatanath et al., NCC 2015) of an RGB image as IQA-PyTorch computes it, a port of MATLAB's piqe:
-    0–100, lower = better. Computed in double precision: PIQE decides per block against thresholds."""
-    rgb8 = as_rgb8(image)
-    if min(rgb8.shape[:2]) < PIQE_BLOCK:
-        raise ValueError(f"PIQE needs at least {PIQE_BLOCK}×{PIQE_BLOCK} pixels, the image is {rgb8.shape[1]}×{rgb8.shape[0]}")
+    """PIQE (Venkatanath et al., NCC 2015) of an image as IQA-PyTorch computes it, a port of MATLAB's piqe: 0–100,
+    lower = better; 100 for an image without a spatially active block (a flat one), as the reference gives it.
+    Computed in double precision: PIQE decides per block against thresholds."""
+    rgb8 = as_rgb8(image, "PIQE")
+    at_least(rgb8, PIQE_BLOCK, PIQE_BLOCK, "PIQE")
     if not rgb8.any():
-        raise ValueError("PIQE is undefined for an all-black image (it scales the grey image by its maximum)")
+        raise UndefinedMeasure("PIQE is undefined for an all-black image (it scales the grey image by its maximum)")
     gray = _piqe_gray(rgb8)
     blocks = _piqe_blocks(gray)
     variance = blocks.reshape(len(blocks), -1).var(axis=1, ddof=1)

@@ -1,15 +1,27 @@
 """Building a registered network, and loading weights into it from any checkpoint this project reads."""
 from __future__ import annotations
 
+import contextlib
+import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch.nn.modules.module import register_module_parameter_registration_hook
 
 from utils.checkpoint import CheckpointError, is_project_checkpoint, load_checkpoint
 
 from .interface import DehazingNetwork
-from .pretrained import CONFIG_FILE, is_pretrained_reference, read_pretrained
+from .pretrained import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    is_pretrained_reference,
+    pretrained_folder,
+    read_pretrained_config,
+    read_weights,
+    weight_shapes,
+)
 from .registry import canonical_name, create_model, stored_model
 
 
@@ -38,14 +50,81 @@ def load_model(checkpoint: Path | str, name: str | None = None) -> DehazingNetwo
 
 def from_pretrained(source: Path | str) -> DehazingNetwork:
     """The network of a model folder or a Hub repository ("org/name"), in eval mode, with its prior settings:
-    what `load_model` gives for a checkpoint file. Every problem is one CheckpointError naming the file."""
-    name, arguments, weights, path = read_pretrained(source)
-    try:
-        model = create_model(name, **arguments)
-    except (TypeError, ValueError, KeyError) as e:
-        raise CheckpointError(f"{path.parent / CONFIG_FILE}: {name} cannot be built with its model_args ({e})") from None
-    load_weights(model, name, weights, source=path)
+    what `load_model` gives for a checkpoint file. Every problem is one CheckpointError naming the file. Nothing in
+    the folder is executed: config.json is data, model.safetensors holds tensors alone."""
+    folder = pretrained_folder(source)
+    name, arguments = read_pretrained_config(folder)
+    path = folder / WEIGHTS_FILE
+    model = build_checked(name, arguments, weight_shapes(path), folder / CONFIG_FILE, path)
+    load_weights(model, name, read_weights(path), source=path)
     return model.eval()
+
+
+def build_checked(name: str, arguments: dict, shapes: dict[str, tuple[int, ...]], source: Path | str,
+                  weights: Path | str) -> DehazingNetwork:
+    """The network `name` built with `arguments` read from `source` (a model folder from a stranger, say), once a
+    build on the meta device, which allocates nothing, has shown that its weights have the `shapes` the `weights`
+    file holds: a config asking for an absurd network is refused before anything is allocated."""
+    held = sum(math.prod(shape) for shape in shapes.values())
+    if (largest := max(_integers(arguments), default=0)) > held:  # a width or depth no file this size can hold
+        raise CheckpointError(f"{source}: its model_args ask for {largest:,}, more than the {held:,} numbers the file's "
+                              f"weights hold")
+    try:
+        with torch.device("meta"), _at_most_parameters(len(shapes), source):
+            expected = {key: tuple(value.shape) for key, value in create_model(name, **arguments).state_dict().items()}
+    except CheckpointError:
+        raise
+    except Exception as e:  # arguments from a file make a constructor fail in any way (wrong types, lengths, values)
+        raise CheckpointError(f"{source}: {name} cannot be built with its model_args ({type(e).__name__}: {e})") from None
+    if problem := _shape_mismatch(expected, shapes):
+        described = "its model_args describe" if str(source) == str(weights) else f"{source} describes"
+        raise CheckpointError(f"{weights} does not hold {name!r} weights as {described} them ({problem})")
+    return create_model(name, **arguments)
+
+
+def _integers(value: Any) -> Iterator[int]:
+    """Every whole number in a structure of arguments (dicts, lists), true and false aside."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        yield value
+    elif isinstance(value, dict | list | tuple):
+        for item in value.values() if isinstance(value, dict) else value:
+            yield from _integers(item)
+
+
+@contextlib.contextmanager
+def _at_most_parameters(count: int, source: Path | str) -> Iterator[None]:
+    """Building stops with a CheckpointError once the network has more parameters than the `count` tensors the file
+    holds: it cannot fit them, and an absurd depth would take minutes to build even on the meta device."""
+    registered = 0
+
+    def counted(module, name, parameter):
+        nonlocal registered
+        registered += 1
+        if registered > count:
+            raise CheckpointError(f"{source}: its model_args build a network of more tensors than the {count} the file "
+                                  f"holds")
+
+    handle = register_module_parameter_registration_hook(counted)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def _shape_mismatch(expected: dict[str, tuple], held: dict[str, tuple]) -> str | None:
+    """How the weights a network needs differ from those a file holds, in a few words; None when they do not."""
+    def shape(s: tuple) -> str:
+        return "×".join(map(str, s)) or "a scalar"
+
+    differing = [k for k in expected if k in held and expected[k] != held[k]]
+    missing, unexpected = [k for k in expected if k not in held], [k for k in held if k not in expected]
+    if differing:
+        more = f"; {len(differing) - 1} more differ" if len(differing) > 1 else ""
+        return f"{differing[0]} would be {shape(expected[differing[0]])}, it holds {shape(held[differing[0]])}{more}"
+    if missing or unexpected:
+        return (f"missing {len(missing)} ({', '.join(missing[:3])}{'…' if len(missing) > 3 else ''}), unexpected "
+                f"{len(unexpected)} ({', '.join(unexpected[:3])}{'…' if len(unexpected) > 3 else ''})")
+    return None
 
 
 def checkpoint_model(contents: dict[str, Any], source: Path | str, name: str | None = None) -> tuple[DehazingNetwork, dict]:
@@ -53,12 +132,13 @@ def checkpoint_model(contents: dict[str, Any], source: Path | str, name: str | N
     if is_project_checkpoint(contents):
         model_name, arguments = project_model(contents, source)
         name = name or model_name  # a different `name` is refused by load_weights
+        model = build_checked(model_name, arguments, project_shapes(contents, source), source, source)
     elif name is None:
         raise CheckpointError(f"{source} is not a checkpoint of this project: pass the model it holds with --model "
                               f"(model name in Python), e.g. mixdehazenet-s")
     else:
         model_name, arguments = name, {}
-    model = create_model(model_name, **arguments)
+        model = create_model(model_name)
     load_weights(model, name, contents, source=source)
     return model.eval(), arguments
 
@@ -71,6 +151,15 @@ def project_model(contents: dict[str, Any], source: Path | str) -> tuple[str, di
     if "prior" not in arguments and prior and prior.get("mode", "none") != "none":
         arguments = arguments | {"prior": prior}
     return name, arguments
+
+
+def project_shapes(contents: dict[str, Any], source: Path | str) -> dict[str, tuple[int, ...]]:
+    """name → shape of the weights a checkpoint of this project holds (its moving average's, when it kept one)."""
+    state_dict = contents.get("ema", contents.get("model"))
+    if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
+        raise CheckpointError(f"{source} does not hold {contents.get('model_name')!r} weights (no state dict of tensors "
+                              f"in it)")
+    return {key.removeprefix("module."): tuple(value.shape) for key, value in state_dict.items()}
 
 
 def checkpoint_state_dict(model: DehazingNetwork, name: str, contents: dict[str, Any], source: Path | str) -> dict:

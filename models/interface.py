@@ -16,6 +16,11 @@ class DehazingNetwork(nn.Module):
     size_multiple: int = 1                # the input is padded to a multiple of this ...
     min_size: int = 1                     # ... and to at least this many pixels per side
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype of the weights: the network computes in it (a bf16 copy in bf16) and returns the input's."""
+        return next(self.parameters()).dtype
+
     def size_rule(self) -> tuple[int, int]:
         """(size multiple, minimum size) the network pads its input to (reflect, right and bottom)."""
         return self.size_multiple, self.min_size

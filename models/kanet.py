@@ -186,7 +186,7 @@ class HierarchicalEncoder(nn.Module):
     def __init__(self, dims: tuple[int, ...], depths: tuple[int, ...], num_heads: tuple[int, ...],
                  sr_ratios: tuple[int, ...], intra_heads: tuple[int, ...], mlp_ratio: float, drop_path_rate: float):
         super().__init__()
-        drop_rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        drop_rates = torch.linspace(0, drop_path_rate, sum(depths), device="cpu").tolist()  # also when built on "meta"
         stage_start = [sum(depths[:i]) for i in range(len(depths))]
         in_dims = (3, *dims[:-1])
         self.stages = nn.ModuleList(
@@ -441,7 +441,7 @@ class KANet(DehazingNetwork):
         self.encoder = HierarchicalEncoder(dims, depths, num_heads, sr_ratios, intra_heads, mlp_ratio, drop_path_rate)
         self.bottleneck = LocalizationRemoval(dims[-1], fourier_seed)
         # TransWeather's decoder takes its drop-path rates from a 16-block schedule (its `depths=[3, 4, 6, 3]`)
-        decoder_drop_rates = torch.linspace(0, drop_path_rate, 16).tolist()
+        decoder_drop_rates = torch.linspace(0, drop_path_rate, 16, device="cpu").tolist()
         self.decoder = TaskQueryDecoder(dims[-1], decoder_depth, decoder_heads, num_queries, decoder_mlp_ratio,
                                         decoder_drop_rates)
         self.tail = ConvTail(dims, tail_dims)
@@ -451,9 +451,9 @@ class KANet(DehazingNetwork):
     def forward(self, x: torch.Tensor, return_global: bool = False):
         h, w = x.shape[-2:]
         x = pad_to_multiple(x, self.size_multiple, self.min_size)
-        features = self.encoder(x)
+        features = self.encoder(x.to(self.dtype))  # computed in the weights' dtype, returned in the input's
         decoded = self.decoder(self.bottleneck(features[-1]))
-        out = torch.tanh(self.head(self.tail(decoded, features)))[..., :h, :w]
+        out = torch.tanh(self.head(self.tail(decoded, features)))[..., :h, :w].to(x.dtype)
         return (out, self.pool(features[-1]).flatten(1)) if return_global else out
 
     def set_fourier_projection(self, weight: torch.Tensor, bias: torch.Tensor) -> None:

@@ -18,6 +18,19 @@ class GlobalAvgPool(nn.Module):
         return x.mean((2, 3), keepdim=True)
 
 
+def conv_gelu(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """gelu(conv(x)), exact (erf) GELU. In CPU inference on channels-last maps, one oneDNN call that applies
+    the GELU to the convolution's fp32 sums before they are stored: a pass over the largest maps of the
+    network saved, and in bf16 one rounding fewer. Training, tracing for export, other layouts and devices
+    take the two plain calls."""
+    if (x.device.type == "cpu" and not torch.is_grad_enabled() and not torch.jit.is_tracing()
+            and torch.backends.mkldnn.is_available() and x.dtype == conv.weight.dtype
+            and conv.padding_mode == "zeros" and x.is_contiguous(memory_format=torch.channels_last)):
+        return torch.ops.mkldnn._convolution_pointwise(x, conv.weight, conv.bias, conv.padding, conv.stride,
+                                                       conv.dilation, conv.groups, "gelu", [], "none")
+    return F.gelu(conv(x))
+
+
 class DilatedDepthwiseConv2d(nn.Conv2d):
     """Depthwise k×k convolution with dilation and "same" padding (zeros or reflect).
 

@@ -94,7 +94,8 @@ class MixCLDehazeNet(DehazingNetwork):
     def forward(self, x: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         x = pad_to_multiple(x, self.size_multiple, self.min_size)
-        return self.backbone.apply_gain_bias(x, self.backbone.forward_features(self.stem_input(x, text)))[..., :h, :w]
+        features = self.backbone.forward_features(self.stem_input(x.to(self.dtype), text))
+        return self.backbone.apply_gain_bias(x, features)[..., :h, :w]  # in the input's dtype, as MixDehazeNet
 
     def example_prior(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Class indices for the `labels` prior, else unit-norm text features of the network's width."""

@@ -6,8 +6,10 @@ writes and pushes them.
 """
 from __future__ import annotations
 
+import errno
 import json
 import re
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -65,11 +67,54 @@ def pretrained_folder(source: Path | str) -> Path:
                               f"in the cache and the hub cannot be reached")
     try:
         downloaded = [huggingface_hub.hf_hub_download(repo_id, name) for name in (CONFIG_FILE, WEIGHTS_FILE)]
-    except (huggingface_hub.errors.EntryNotFoundError, huggingface_hub.errors.HfHubHTTPError) as e:
-        reason = " ".join(str(e).split())[:200]
-        raise CheckpointError(f"{repo_id}: no model folder of this project could be fetched from the Hugging Face hub "
-                              f"({e.__class__.__name__}: {reason})") from None
+    except Exception as e:  # whatever the client raises: hub_problem says what it means
+        raise CheckpointError(f"{repo_id}: cannot be fetched from the Hugging Face hub: {hub_problem(e)}") from None
     return Path(downloaded[0]).parent
+
+
+NOT_LOGGED_IN = "not logged in (log in with `hf auth login`, or set HF_TOKEN)"
+_UNREACHABLE = (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN)  # with refused, reset, timed out, no DNS answer
+
+
+def hub_problem(error: BaseException) -> str:
+    """Why a request to the Hugging Face hub failed, in a few words: no network, not logged in, refused (401, 403),
+    missing (404) or a server error (5xx), read from the error and the errors it arose from."""
+    for cause in _causes(error):
+        if isinstance(cause, huggingface_hub.errors.OfflineModeIsEnabled):
+            return "offline mode is on (HF_HUB_OFFLINE)"
+        if isinstance(cause, huggingface_hub.errors.LocalTokenNotFoundError):
+            return NOT_LOGGED_IN
+        if getattr(cause, "response", None) is not None:
+            return _refusal(cause.response.status_code, cause)
+        if isinstance(cause, ConnectionError | TimeoutError | socket.gaierror) or (
+                isinstance(cause, OSError) and cause.errno in _UNREACHABLE):
+            return f"no network: {huggingface_hub.constants.ENDPOINT} cannot be reached ({cause.strerror or cause})"
+    return f"{type(error).__name__}: {' '.join(str(error).split())[:200]}"
+
+
+def _refusal(status: int, error: BaseException) -> str:
+    if status == 401:
+        return NOT_LOGGED_IN if huggingface_hub.get_token() is None else (
+            "refused (401: the hub does not accept this machine's token; log in again with `hf auth login`)")
+    if status == 403:
+        return "refused (403: this account has no access to it)"
+    if status == 404:
+        what = ("the repository lacks the file: not a model folder of this project"
+                if isinstance(error, huggingface_hub.errors.RemoteEntryNotFoundError)
+                else "no such repository, or a private one this account cannot see")
+        return f"missing (404: {what})"
+    if status >= 500:
+        return f"server error ({status}): the hub failed to answer; try again later"
+    return f"refused ({status})"
+
+
+def _causes(error: BaseException | None):
+    """The error, then the one it was raised from (or during), and so on."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        yield error
+        error = error.__cause__ or error.__context__
 
 
 def read_pretrained_config(folder: Path) -> tuple[str, dict]:
@@ -84,13 +129,17 @@ def read_pretrained_config(folder: Path) -> tuple[str, dict]:
     return stored_model(config.get("model_name"), config.get("model_args", {}), path)
 
 
-def read_pretrained(source: Path | str) -> tuple[str, dict, dict[str, torch.Tensor], Path]:
-    """(registered name, constructor arguments, weights, the weights file) of a model folder or Hub repository."""
-    folder = pretrained_folder(source)
-    name, arguments = read_pretrained_config(folder)
-    path = folder / WEIGHTS_FILE
+def weight_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """name → shape of every tensor of a safetensors file, read from its header alone: nothing is loaded."""
     try:
-        weights = safetensors.torch.load_file(str(path))
+        with safetensors.safe_open(str(path), "pt") as f:
+            return {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
     except (OSError, safetensors.SafetensorError) as e:
         raise CheckpointError(f"{path}: cannot be read as safetensors weights ({e})") from None
-    return name, arguments, weights, path
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return safetensors.torch.load_file(str(path))
+    except (OSError, safetensors.SafetensorError) as e:
+        raise CheckpointError(f"{path}: cannot be read as safetensors weights ({e})") from None

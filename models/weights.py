@@ -11,6 +11,7 @@ from urllib.parse import urlparse
 import torch
 
 from utils.cli import UserError
+from utils.paths import unreadable_file
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "pretrained"
 
@@ -21,8 +22,9 @@ class MissingWeightsError(UserError, FileNotFoundError):
 
 def server_reachable(url: str, timeout: float = 3.0) -> bool:
     """One quick connection attempt to the server of `url`, so that an offline machine fails at once."""
+    parts = urlparse(url)
     try:
-        socket.create_connection((urlparse(url).hostname, 443), timeout=timeout).close()
+        socket.create_connection((parts.hostname, parts.port or (80 if parts.scheme == "http" else 443)), timeout=timeout).close()
         return True
     except OSError:
         return False
@@ -35,8 +37,8 @@ def torchvision_state_dict(weights, builder: str, local_file: Path | str | None 
     filename = Path(weights.url).name
     cache = Path(torch.hub.get_dir()) / "checkpoints" / filename
     if local_file:
-        if not Path(local_file).is_file():
-            raise MissingWeightsError(f"weights file {local_file} (ImageNet {builder}) does not exist")
+        if problem := unreadable_file(local_file):
+            raise MissingWeightsError(f"weights file {local_file} (ImageNet {builder}): {problem}")
         return torch.load(local_file, map_location="cpu", weights_only=True)
     for path in (WEIGHTS_DIR / filename, cache):
         if path.is_file():

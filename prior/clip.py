@@ -21,6 +21,7 @@ from PIL import Image
 
 from models.weights import WEIGHTS_DIR, MissingWeightsError, server_reachable
 from utils.config import PriorConfig
+from utils.paths import unreadable_file
 
 DEFAULT_MODEL = "ViT-B-32"
 DEFAULT_PRETRAINED = "openai"
@@ -44,8 +45,8 @@ def resolve_weights(model_name: str, pretrained: str) -> tuple[str, dict]:
     """
     if Path(pretrained).suffix or "/" in pretrained:  # a file path
         path = Path(pretrained)
-        if not path.is_file():
-            raise MissingWeightsError(f"CLIP weights file {path} does not exist.")
+        if problem := unreadable_file(path):
+            raise MissingWeightsError(f"CLIP weights file {path}: {problem}")
         return str(path), {}
     tag_config = open_clip.get_pretrained_cfg(model_name, pretrained)
     if not tag_config or "hf_hub" not in tag_config:

@@ -14,7 +14,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from utils.cli import run_reporting_user_errors
+from utils.cli import number, run_reporting_user_errors, script_parser
 from utils.config import ConfigError
 from utils.paths import check_readable
 
@@ -22,10 +22,11 @@ METRICS = ("psnr", "ssim")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = script_parser(__doc__)
     parser.add_argument("a", type=Path, help="per_image.csv of method A (the baseline)")
     parser.add_argument("b", type=Path, help="per_image.csv of method B")
-    parser.add_argument("--confidence", type=float, default=0.95, help="confidence level of the interval")
+    parser.add_argument("--confidence", type=number(0, 1, open_high=True), default=0.95,
+                        help="confidence level of the interval, in (0, 1) (default 0.95)")
     parser.add_argument("--json", type=Path, help="also write the table as JSON here")
     return parser.parse_args(argv)
 

@@ -13,16 +13,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from utils.cli import UserError, add_model_arguments, run_reporting_user_errors, script_parser
+from utils.cli import UserError, add_model_arguments, number, run_reporting_user_errors, script_parser, size_pair
+
+CHECK_SIDE = 4096  # the check runs the network on the CPU at --check-size: larger sides only cost memory
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = script_parser(__doc__)
     add_model_arguments(parser)
     parser.add_argument("--out", type=Path, required=True, help="the .onnx file to write")
-    parser.add_argument("--check-size", default="230x310",
+    parser.add_argument("--check-size", type=size_pair(CHECK_SIDE), default="230x310",
                         help="HEIGHTxWIDTH of the input the graph is checked on (default 230x310: padded by the check)")
-    parser.add_argument("--tolerance", type=float, default=1e-4, help="largest accepted |ONNX − PyTorch| (default 1e-4)")
+    parser.add_argument("--tolerance", type=number(0, 1), default=1e-4,
+                        help="largest accepted |ONNX − PyTorch|, in (0, 1] (default 1e-4)")
     return parser.parse_args(argv)
 
 
@@ -31,10 +34,7 @@ def export(args: argparse.Namespace) -> float:
     from inference.onnx import example_inputs, export_onnx, largest_difference  # PyTorch loads after --help
     from models import load_model
 
-    try:
-        height, width = (int(v) for v in args.check_size.lower().split("x"))
-    except ValueError:
-        raise UserError(f"--check-size must be HEIGHTxWIDTH, e.g. 230x310, got {args.check_size!r}") from None
+    height, width = args.check_size
     model = load_model(args.checkpoint, args.model)
     export_onnx(model, args.out)
     difference = largest_difference(args.out, model, example_inputs(model, height, width, seed=1))

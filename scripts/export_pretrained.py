@@ -18,7 +18,7 @@ import argparse
 import json
 from pathlib import Path
 
-from utils.cli import UserError, add_model_arguments, run_name, run_reporting_user_errors, script_parser
+from utils.cli import UserError, add_model_arguments, real_path, run_name, run_reporting_user_errors, script_parser
 from utils.paths import OutputFolder, check_readable
 
 
@@ -51,7 +51,7 @@ def test_results(args: argparse.Namespace) -> dict | None:
                       Path("results") / run_name(args.checkpoint) / "test" / "summary.json"):
         if candidate.is_file():
             summary = read_results(candidate)
-            if Path(summary["checkpoint"]).resolve() == args.checkpoint.resolve():
+            if real_path(str(summary["checkpoint"])) == real_path(args.checkpoint):
                 return summary
     return None
 
@@ -109,7 +109,7 @@ def exported_folder_to_push(args: argparse.Namespace) -> bool:
     if args.push and not REPO_ID.match(args.push):
         raise UserError(f"--push {args.push!r}: a Hugging Face repository id is ORG/NAME (your user name or an "
                         f"organisation, then the model's name)")
-    if not (args.checkpoint.is_dir() and args.checkpoint.resolve() == args.out.resolve()):
+    if not (args.checkpoint.is_dir() and real_path(args.checkpoint) == real_path(args.out)):
         return False
     if missing := [name for name in PRETRAINED_FILES if not (args.out / name).is_file()]:
         raise UserError(f"{args.out} is not an exported model folder: it lacks {', '.join(missing)}")
@@ -117,14 +117,19 @@ def exported_folder_to_push(args: argparse.Namespace) -> bool:
 
 
 def push(folder: Path, repository: str) -> Path:
-    """Upload the exported folder as it is: the repository is created when missing."""
+    """Upload the exported folder as it is: the repository is created when missing. A failure is one line naming
+    the repository and the cause; the folder stays, to be pushed again."""
     import huggingface_hub
 
-    from models.pretrained import PRETRAINED_FILES
+    from models.pretrained import PRETRAINED_FILES, hub_problem
 
-    huggingface_hub.create_repo(repository, exist_ok=True)
-    commit = huggingface_hub.upload_folder(repo_id=repository, folder_path=folder, allow_patterns=list(PRETRAINED_FILES),
-                                           commit_message=f"Upload {folder.name}")
+    try:
+        huggingface_hub.create_repo(repository, exist_ok=True)
+        commit = huggingface_hub.upload_folder(repo_id=repository, folder_path=folder, commit_message=f"Upload {folder.name}",
+                                               allow_patterns=list(PRETRAINED_FILES))
+    except Exception as e:  # whatever the client raises: hub_problem says what it means
+        raise UserError(f"pushing to {repository} failed: {hub_problem(e)}. {folder} is kept: push it again with "
+                        f"python scripts/export_pretrained.py --checkpoint {folder} {folder} --push {repository}") from None
     print(f"pushed to {repository}: {getattr(commit, 'commit_url', commit)}")
     return folder
 

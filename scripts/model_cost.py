@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import argparse
 
-from utils.cli import model_names, run_reporting_user_errors, script_parser
+from utils.cli import model_names, run_reporting_user_errors, script_parser, whole_number
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = script_parser(__doc__)
-    parser.add_argument("--size", type=int, nargs=2, default=(256, 256), metavar=("H", "W"), help="input height and width")
+    parser.add_argument("--size", type=whole_number(1, 4096), nargs=2, default=(256, 256), metavar=("H", "W"),
+                        help="input height and width (1–4096; the network runs once at that size)")
     parser.add_argument("--models", nargs="+", default=list(model_names()), choices=model_names(), metavar="MODEL",
                         help=f"models to count (default: all: {', '.join(model_names())})")
     return parser.parse_args(argv)

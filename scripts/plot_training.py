@@ -5,7 +5,6 @@
 """
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -16,11 +15,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from utils.cli import script_parser
+from utils.paths import unreadable_file
+
 
 def read_history(run: Path) -> list[dict]:
     path = run / "history.jsonl"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: is {run} a training run directory (the config's out_dir)?")
+    if problem := unreadable_file(path):
+        raise FileNotFoundError(f"{path}: {problem}: is {run} a training run directory (the config's out_dir)?")
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
@@ -70,7 +72,7 @@ def plot_training(run: Path) -> plt.Figure:
 
 
 def main(argv=None) -> Path:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = script_parser(__doc__)
     parser.add_argument("run", type=Path, help="a training run directory (the config's out_dir)")
     parser.add_argument("--out", type=Path, help="image file to write (default: <run>/curves.png)")
     args = parser.parse_args(argv)

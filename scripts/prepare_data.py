@@ -23,7 +23,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from utils.cli import UserError, run_reporting_user_errors, script_parser
+from utils.cli import MAX_SIDE, run_reporting_user_errors, script_parser, whole_number
 from utils.paths import OutputFolder
 
 BENCHMARKS = ("ITS", "OTS", "SOTS-indoor", "SOTS-outdoor", "RESIDE-6K", "Haze4K", "Dense-Haze", "NH-HAZE", "O-HAZE",
@@ -36,16 +36,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("benchmark", choices=BENCHMARKS, metavar="BENCHMARK", help=", ".join(BENCHMARKS))
     parser.add_argument("source", type=Path, help="the unpacked download")
     parser.add_argument("out", type=Path, help="the dataset folder a config's data.root names, e.g. data/RESIDE-IN")
-    parser.add_argument("--crop", type=int, help="leave out training images smaller than this (default: the largest "
-                                                 "crop of the benchmark's released recipes; 0: keep all)")
+    parser.add_argument("--crop", type=whole_number(0, MAX_SIDE),
+                        help="leave out training images smaller than this (default: the largest crop of the benchmark's "
+                             "released recipes; 0: keep all)")
     return parser.parse_args(argv)
 
 
-def main(args: argparse.Namespace) -> None:
-    from datasets.prepare import LAYOUTS, prepare, report, report_path
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    from datasets.prepare import LAYOUTS, prepare, report, report_path  # after --help: it loads PyTorch
 
-    if args.crop is not None and args.crop < 0:
-        raise UserError(f"--crop must be ≥ 0 (0: keep every image), got {args.crop}")
     crop = LAYOUTS[args.benchmark].crop if args.crop is None else args.crop or None
     with OutputFolder(args.out):  # one preparation at a time into a folder
         plan, new = prepare(args.benchmark, args.source, args.out, crop,
@@ -56,4 +56,4 @@ def main(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    run_reporting_user_errors(main, parse_args())
+    run_reporting_user_errors(main)

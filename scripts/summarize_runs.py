@@ -10,21 +10,23 @@ import argparse
 import json
 from pathlib import Path
 
-from utils.cli import run_reporting_user_errors
+from utils.cli import run_reporting_user_errors, script_parser
 from utils.config import ConfigError
+from utils.paths import check_readable
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = script_parser(__doc__)
     parser.add_argument("summaries", type=Path, nargs="+", help="summary.json files of test.py, one per run")
     return parser.parse_args(argv)
 
 
 def read_summary(path: Path) -> dict:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist")
-    summary = json.loads(path.read_text())
-    if not {"psnr", "ssim", "images"} <= set(summary):
+    try:
+        summary = json.loads(check_readable(path, "test summary").read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{path}: not a JSON file ({e})") from None
+    if not isinstance(summary, dict) or not {"psnr", "ssim", "images"} <= set(summary):
         raise ConfigError(f"{path}: not a summary.json of test.py (needs psnr, ssim and images)")
     return summary
 

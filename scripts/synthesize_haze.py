@@ -15,11 +15,10 @@ import argparse
 import json
 from pathlib import Path
 
-import yaml
 from tqdm import tqdm
 
-from utils.cli import run_reporting_user_errors, script_parser
-from utils.config import ConfigError
+from utils.cli import run_reporting_user_errors, script_parser, whole_number
+from utils.config import ConfigError, parse_yaml
 from utils.paths import OutputFolder
 
 
@@ -28,8 +27,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--clean", type=Path, required=True, help="folder of clean images")
     parser.add_argument("--depth", type=Path, help="folder of depth maps <stem>.png|.npy (larger = farther)")
     parser.add_argument("--out", type=Path, required=True, help="output split folder (gets GT/ and hazy/)")
-    parser.add_argument("--variants", type=int, default=1, help="hazy versions per clean image")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--variants", type=whole_number(1, 1000), default=1, help="hazy versions per clean image (1–1000)")
+    parser.add_argument("--seed", type=whole_number(0, 2**63 - 1), default=0, help="random seed (a whole number ≥ 0)")
     parser.add_argument("--haze", nargs="*", default=[], metavar="KEY=VALUE",
                         help="haze model settings (datasets/haze_model.py), values parsed as YAML")
     return parser.parse_args(argv)
@@ -41,7 +40,7 @@ def haze_settings(settings: list[str]) -> dict:
         key, sep, raw = item.partition("=")
         if not sep:
             raise ConfigError(f"--haze {item!r} is not of the form key=value")
-        values[key] = yaml.safe_load(raw)
+        values[key] = parse_yaml(raw)
     return values
 
 

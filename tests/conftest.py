@@ -1,12 +1,15 @@
 import copy
 import importlib.util
+import json
 import os
 from pathlib import Path
 
+import open_clip
 import pytest
 import torch
 
 from models import build_model, model_class
+from models.mixdehazenet import ChannelAttention, EnhancedParallelAttention, SKFusion
 from utils.checkpoint import save_checkpoint
 from utils.config import Config, config_from_dict
 
@@ -14,6 +17,24 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
 LABELS_PRIOR = {"mode": "labels", "classes": ["indoor", "outdoor"]}  # a prior that needs no CLIP weights
+TINY_CLIP = {"embed_dim": 32, "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "patch_size": 16},
+             "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 1}}
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_weights(tmp_path_factory):
+    """A randomly initialised open_clip model registered as "tiny-clip", saved as a local weights file."""
+    folder = tmp_path_factory.mktemp("clip")
+    (folder / "tiny-clip.json").write_text(json.dumps(TINY_CLIP))
+    open_clip.add_model_config(folder / "tiny-clip.json")
+    torch.manual_seed(0)
+    model = open_clip.create_model("tiny-clip", pretrained=None)
+    torch.save(model.state_dict(), folder / "tiny-clip.bin")
+    return folder / "tiny-clip.bin"
+
+
+def tiny_prior_config(weights, tmp_path, mode="clip") -> dict:
+    return {"mode": mode, "clip_model": "tiny-clip", "clip_pretrained": str(weights), "cache_dir": str(tmp_path / "cache")}
 
 
 def tiny_config(out_dir, model="mixdehazenet-t", data=None, train=None, **sections) -> Config:
@@ -84,3 +105,22 @@ def _offline(monkeypatch):
 @pytest.fixture(scope="session")
 def real_hazy() -> Path:
     return _require_shared("data/real_hazy")
+
+
+@pytest.fixture(scope="module")
+def global_statistics_network():
+    """MixDehazeNet-T whose gates lean on the image-wide means, as a trained network's do: freshly
+    initialised ones barely depend on them (tiles then agree with the whole image at any rate), so the
+    layers that read the pooled statistics are amplified ×5 and the output head ×5."""
+    torch.manual_seed(0)
+    net = build_model("mixdehazenet-t").eval()
+    with torch.no_grad():
+        for module in net.modules():
+            if isinstance(module, ChannelAttention):
+                module.fc1.weight *= 5
+            elif isinstance(module, EnhancedParallelAttention):
+                module.value_gate.weight *= 5
+            elif isinstance(module, SKFusion):
+                module.reduce.weight *= 5
+        net.head.weight *= 5
+    return net

@@ -105,4 +105,4 @@ def test_train_sh_runs_the_indoor_recipe_on_a_prepared_download(tmp_path, torch_
     tested = subprocess.run([sys.executable, "test.py", "--checkpoint", str(run / "best.pt"), "--data", str(data / "test"),
                              "--out", str(tmp_path / "test")], capture_output=True, text=True, cwd=REPO, env=env)
     assert tested.returncode == 0, tested.stderr[-2000:]
-    assert "(4 images)" in tested.stdout
+    assert "(4 images, precision fp32)" in tested.stdout

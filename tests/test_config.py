@@ -93,6 +93,15 @@ def test_the_small_variants_differ_from_the_defaults_where_their_release_says():
     assert load_config("configs/indoor/mixcl-b.yaml").train.batch_size == 16
 
 
+def test_off_is_the_amp_name_not_a_boolean(tmp_path):
+    """YAML 1.1 reads off/on/yes/no as booleans; configs read them as words (YAML 1.2), true and false as booleans."""
+    assert load_config(None, ["train.amp=off"]).train.amp == "off"
+    (tmp_path / "c.yaml").write_text("train:\n  amp: off\n  compile: true\n")
+    assert (load_config(tmp_path / "c.yaml").train.amp, load_config(tmp_path / "c.yaml").train.compile) == ("off", True)
+    with pytest.raises(ConfigError, match="data.rotate90: expected bool, got 'yes'"):
+        load_config(None, ["data.rotate90=yes"])
+
+
 def test_config_errors_name_the_key(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("model: mixdehazenet-t\ntrain:\n  epoch: 3\n")

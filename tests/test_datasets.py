@@ -85,7 +85,7 @@ def test_image_smaller_than_the_crop_is_reported(tmp_path):
 
 
 def test_missing_folder_is_reported(tmp_path):
-    with pytest.raises(DatasetError, match="hazy is missing"):
+    with pytest.raises(DatasetError, match="hazy: no such folder"):
         validate_paired_folder((tmp_path / "GT").mkdir() or tmp_path)
 
 

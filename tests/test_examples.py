@@ -66,7 +66,7 @@ def test_training_curves_plot_what_the_run_logged(tmp_path):
     assert list(psnr_axes.lines[2].get_data()) == [3, 18.0]  # best.pt: the last best epoch
     out = plot_training.main([str(tmp_path)])
     assert out == tmp_path / "curves.png" and Image.open(out).size == (1800, 480)
-    with pytest.raises(SystemExit, match="history.jsonl does not exist"):
+    with pytest.raises(SystemExit, match="history.jsonl: no such file"):
         plot_training.main([str(tmp_path / "nothing")])
 
 

@@ -2,14 +2,17 @@
 exit status 1, no traceback) before work starts, or handled correctly. Nothing a user owns is overwritten, and no
 output is silently wrong."""
 import argparse
+import fcntl
 import json
 import os
 import random
 import re
+import shlex
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -27,9 +30,9 @@ import train
 from inference import dehaze
 from models import build_model, load_model
 from utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from utils.cli import run_reporting_user_errors
+from utils.cli import UserError, run_reporting_user_errors
 from utils.image import read_image
-from utils.paths import LOCK_FILE
+from utils.paths import LINK_LOOP, LOCK_FILE, OutputFolder
 
 from .conftest import load_script, tiny_config, write_checkpoint
 from .test_datasets import make_pairs
@@ -181,6 +184,85 @@ def case_predict_a_folder_named_like_a_photo(tmp):
     (photos(tmp / "in") / "album.png").mkdir()
     return predict.main, [tmp / "in", "--checkpoint", write_checkpoint(tmp / "net.pt"), "--out", tmp / "out"], \
         r"1 problem\(s\):\n  .*in/album.png: a folder, not a file"
+
+
+def case_train_a_folder_named_like_a_photo_in_hazy(tmp):
+    data = training_data(tmp, lambda root: (root / "hazy" / "0070.jpg").mkdir())
+    return train.main, train_argv(tmp, data), r"train/hazy/0070.jpg: a folder, not a file"
+
+
+def case_test_a_folder_named_like_a_photo(tmp):
+    data = make_pairs(tmp / "test", count=2)
+    (data / "hazy" / "01.png").unlink()
+    (data / "hazy" / "01.png").mkdir()
+    return test_script.main, ["--checkpoint", write_checkpoint(tmp / "net.pt"), "--data", data, "--out", tmp / "out"], \
+        r"test/hazy/01.png: a folder, not a file"
+
+
+def link_loop(path: Path) -> Path:
+    """A symbolic link to itself (following it fails with ELOOP)."""
+    path.symlink_to(path.name)
+    return path
+
+
+LOOP = re.escape(LINK_LOOP)
+
+
+def case_predict_a_link_loop_among_the_photos(tmp):
+    link_loop(photos(tmp / "in") / "c.jpg")
+    return predict.main, [tmp / "in", "--checkpoint", write_checkpoint(tmp / "net.pt"), "--out", tmp / "out"], \
+        rf"1 problem\(s\):\n  .*in/c.jpg: {LOOP}"
+
+
+def case_evaluate_real_a_link_loop_given_as_a_photo(tmp):
+    photos(tmp / "in", ("a.png",))
+    return evaluate_real.main, [tmp / "in" / "a.png", link_loop(tmp / "in" / "b.jpg"), "--checkpoint",
+                                write_checkpoint(tmp / "net.pt"), "--out", tmp / "out"], rf"in/b.jpg: {LOOP}"
+
+
+def case_predict_the_photo_folder_is_a_link_loop(tmp):
+    return predict.main, [link_loop(tmp / "photos"), "--checkpoint", write_checkpoint(tmp / "net.pt"), "--out", tmp / "out"], \
+        rf"photos: {LOOP}"
+
+
+def case_test_data_is_a_link_loop(tmp):
+    return test_script.main, ["--checkpoint", write_checkpoint(tmp / "net.pt"), "--data", link_loop(tmp / "data"), "--out",
+                              tmp / "out"], rf"data/GT: {LOOP}; a paired dataset needs"
+
+
+def case_test_a_link_loop_in_hazy(tmp):
+    data = make_pairs(tmp / "test", count=2)
+    (data / "hazy" / "01.png").unlink()
+    link_loop(data / "hazy" / "01.png")
+    return test_script.main, ["--checkpoint", write_checkpoint(tmp / "net.pt"), "--data", data, "--out", tmp / "out"], \
+        rf"test/hazy/01.png: {LOOP}"
+
+
+def case_train_config_is_a_link_loop(tmp):
+    return train.main, [link_loop(tmp / "config.yaml")], rf"config file .*config.yaml: {LOOP}"
+
+
+def case_predict_checkpoint_is_a_link_loop(tmp):
+    return predict.main, [photos(tmp / "in"), "--checkpoint", link_loop(tmp / "net.pt"), "--out", tmp / "out"], \
+        rf"checkpoint .*net.pt: {LOOP}"
+
+
+def case_predict_out_is_a_link_loop(tmp):
+    return predict.main, [photos(tmp / "in"), "--checkpoint", write_checkpoint(tmp / "net.pt"), "--out",
+                          link_loop(tmp / "out")], rf"output folder .*out: .*out is {LOOP}; choose another one"
+
+
+def case_synthesize_haze_a_link_loop_among_the_clean_photos(tmp):
+    link_loop(photos(tmp / "clean", ("a.png",)) / "b.png")
+    synthesize = load_script("synthesize_haze")
+    return (lambda argv: synthesize.main(synthesize.parse_args(argv))), ["--clean", tmp / "clean", "--out", tmp / "out"], \
+        rf"clean/b.png: {LOOP}"
+
+
+def case_export_pretrained_results_are_a_link_loop(tmp):
+    export = load_script("export_pretrained")
+    return export.main, ["--checkpoint", write_checkpoint(tmp / "net.pt"), tmp / "exported", "--results",
+                         link_loop(tmp / "summary.json")], rf"test results .*summary.json: {LOOP}"
 
 
 def case_train_holdout_leaves_no_training_pair(tmp):
@@ -526,24 +608,94 @@ def test_a_killed_run_leaves_its_out_dir_to_the_next(tmp_path):
     assert load_checkpoint(last)["epoch"] == epochs
 
 
+def entered(folder: OutputFolder) -> Path | Exception:
+    try:
+        return folder.__enter__()
+    except UserError as e:
+        return e
+
+
+@pytest.mark.parametrize("first_fails", [False, True], ids=["first run finishes", "first run fails"])
+def test_no_two_runs_ever_hold_one_folder(tmp_path, monkeypatch, first_fails):
+    """Run A holds the folder; B opens the lock file and loses the processor before locking it; A leaves (a failed A
+    removes the folder it created, lock file and all); C comes and locks; B goes on. Had A removed the lock file on
+    leaving, B would lock the removed file and C a new one: both would write into the folder."""
+    folder, opened, go_on, result = tmp_path / "out", threading.Event(), threading.Event(), {}
+    flock = fcntl.flock
+
+    def paused_in_b(handle, operation):  # B's first lock, after it opened the file
+        if threading.current_thread().name == "B" and not opened.is_set():
+            opened.set()
+            assert go_on.wait(30)
+        return flock(handle, operation)
+    monkeypatch.setattr(fcntl, "flock", paused_in_b)
+    first = OutputFolder(folder)
+    first.__enter__()
+    thread = threading.Thread(target=lambda: result.update(second=entered(OutputFolder(folder))), name="B")
+    thread.start()
+    assert opened.wait(30)
+    first.__exit__(*((RuntimeError, RuntimeError(), None) if first_fails else (None, None, None)))
+    assert folder.exists() != first_fails  # a failed run took away the folder it created
+    third = OutputFolder(folder)
+    assert third.__enter__() == folder
+    go_on.set()
+    thread.join(30)
+    assert isinstance(result["second"], UserError), result
+    assert str(result["second"]) == (f"output folder {folder} is in use by process {os.getpid()} on "
+                                     f"{socket.gethostname()}: wait for it to finish, or choose another one")
+    third.__exit__(None, None, None)
+
+
+def test_a_leftover_lock_file_neither_stops_a_run_nor_names_a_holder(tmp_path):
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / LOCK_FILE).write_text("process 4242 on a machine long gone\n")  # a run killed by kill -9
+    with OutputFolder(folder):
+        assert (folder / LOCK_FILE).read_text() == f"process {os.getpid()} on {socket.gethostname()}\n"
+    assert (folder / LOCK_FILE).read_text() == ""  # kept for the folder's life, naming no holder
+    with OutputFolder(folder):
+        pass
+    with pytest.raises(RuntimeError), OutputFolder(tmp_path / "new" / "deeper"):
+        raise RuntimeError("a run that fails before writing anything")
+    assert not (tmp_path / "new").exists() and (folder / LOCK_FILE).exists()  # what it created, lock file and all
+
+
 # --- Ctrl-C ------------------------------------------------------------------------------------------------------------
 
-def test_ctrl_c_in_train_py_says_in_one_line_what_was_kept(tmp_path):
-    config = tiny_config(tmp_path / "run", train={"epochs": 1000})
-    (tmp_path / "config.yaml").write_text(json.dumps(config.to_dict()))
-    child = subprocess.Popen([sys.executable, "train.py", str(tmp_path / "config.yaml")], cwd=ROOT,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    for _ in range(1200):
-        if (tmp_path / "run" / "history.jsonl").is_file() or child.poll() is not None:
-            break
-        time.sleep(0.05)
-    child.send_signal(signal.SIGINT)
-    stderr = child.communicate(timeout=60)[1]
-    epoch = load_checkpoint(tmp_path / "run" / "last.pt")["epoch"]
+def interrupted_training(command: list[str], run: Path, after_epoch: int) -> str:
+    """Start `command` (a train.py run), press Ctrl-C once its history lists an epoch after `after_epoch`, and return
+    the last line it printed."""
+    child = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                             env=os.environ | {"OMP_NUM_THREADS": "1"})  # one thread: quick on a busy machine too
+    try:
+        for _ in range(2400):
+            history = run / "history.jsonl"
+            if child.poll() is not None or (history.is_file() and len(history.read_text().splitlines()) > after_epoch):
+                break
+            time.sleep(0.05)
+        child.send_signal(signal.SIGINT)
+        stderr = child.communicate(timeout=60)[1]
+    finally:
+        child.kill()
     assert child.returncode == 130 and "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
-    assert stderr.rstrip("\n").rsplit("\n", 1)[-1].split("\r")[-1].strip() == (
-        f"interrupted: {tmp_path / 'run' / 'last.pt'} holds epoch {epoch}; continue with: python train.py "
-        f"{tmp_path / 'config.yaml'} --resume")
+    return stderr.rstrip("\n").rsplit("\n", 1)[-1].split("\r")[-1].strip()
+
+
+def test_ctrl_c_in_train_py_prints_the_command_that_continues_this_very_run(tmp_path):
+    (tmp_path / "config.yaml").write_text(json.dumps(tiny_config(tmp_path / "elsewhere").to_dict()))
+    run = tmp_path / "my run"  # a space: the command must quote it
+    overrides = [f"out_dir={run}", "train.epochs=1000", "train.lr=5e-4"]
+    line = interrupted_training([sys.executable, "train.py", str(tmp_path / "config.yaml"), *overrides], run, 0)
+    first = load_checkpoint(run / "last.pt")
+    epoch = first["epoch"]
+    command = shlex.join(["python", "train.py", str(tmp_path / "config.yaml"), *overrides, "--resume"])
+    assert line == f"interrupted: {run / 'last.pt'} holds epoch {epoch}; continue with: {command}"
+    pasted = [sys.executable, *shlex.split(line.split("continue with: ")[1])[1:]]  # as a shell reads it
+    again = interrupted_training(pasted, run, epoch)
+    resumed = load_checkpoint(run / "last.pt")
+    assert resumed["epoch"] > epoch and resumed["history"][:epoch] == first["history"]  # this very run, continued
+    assert resumed["config"]["train"]["lr"] == 5e-4 and resumed["config"]["train"]["epochs"] == 1000
+    assert again.endswith(f"continue with: {command}") and not (tmp_path / "elsewhere").exists()
 
 
 def test_ctrl_c_in_test_py_says_in_one_line_what_was_kept(tmp_path, monkeypatch, capsys):

@@ -1,7 +1,6 @@
 """MixCLDehazeNet: the released network, its text-image attention and the CLIP prior (tiny random open_clip)."""
 import csv
 import dataclasses
-import json
 
 import huggingface_hub
 import numpy as np
@@ -23,33 +22,14 @@ from prior.cache import clip_input
 from utils.checkpoint import load_checkpoint
 from utils.config import ConfigError, PriorConfig
 
-from .conftest import LABELS_PRIOR, tiny_config, write_checkpoint
+from .conftest import LABELS_PRIOR, tiny_config, tiny_prior_config, write_checkpoint
 from .test_datasets import make_pairs
 from .test_images import save_with_orientation
-
-TINY_CLIP = {"embed_dim": 32, "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "patch_size": 16},
-             "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 1}}
-
-
-@pytest.fixture(scope="module")
-def tiny_clip_weights(tmp_path_factory):
-    """A randomly initialised open_clip model registered as "tiny-clip", saved as a local weights file."""
-    folder = tmp_path_factory.mktemp("clip")
-    (folder / "tiny-clip.json").write_text(json.dumps(TINY_CLIP))
-    open_clip.add_model_config(folder / "tiny-clip.json")
-    torch.manual_seed(0)
-    model = open_clip.create_model("tiny-clip", pretrained=None)
-    torch.save(model.state_dict(), folder / "tiny-clip.bin")
-    return folder / "tiny-clip.bin"
 
 
 @pytest.fixture(scope="module")
 def tiny_clip(tiny_clip_weights):
     return ClipPrior.load("tiny-clip", str(tiny_clip_weights))
-
-
-def tiny_prior_config(weights, tmp_path, mode="clip") -> dict:
-    return {"mode": mode, "clip_model": "tiny-clip", "clip_pretrained": str(weights), "cache_dir": str(tmp_path / "cache")}
 
 
 # --- the network ---------------------------------------------------------------------------------------------
@@ -190,7 +170,7 @@ def test_cache_round_trip_and_stale_detection(tiny_clip, tmp_path, capsys):
 
 
 def test_missing_weights_fail_early_with_instructions(monkeypatch, tmp_path):
-    with pytest.raises(MissingWeightsError, match="nothing.bin does not exist"):
+    with pytest.raises(MissingWeightsError, match="nothing.bin: no such file"):
         ClipPrior.load("ViT-B-32", str(tmp_path / "nothing.bin"))
 
     monkeypatch.setattr(prior.clip, "server_reachable", lambda url: False)
@@ -255,7 +235,7 @@ def test_demo_falls_back_to_labels_when_clip_weights_are_missing(tmp_path, capsy
     prior = {"mode": "clip", "clip_pretrained": str(tmp_path / "absent.bin"), "fallback_to_labels": True}
     train.train(tiny_config(tmp_path / "run", "mixcl-t", prior=prior))
     out = capsys.readouterr().out
-    assert out.count("absent.bin does not exist") == 1 and "Continuing with the `labels` prior" in out
+    assert out.count("absent.bin: no such file") == 1 and "Continuing with the `labels` prior" in out
     checkpoint = load_checkpoint(tmp_path / "run" / "last.pt")
     assert checkpoint["model_args"]["prior"]["mode"] == load_model(tmp_path / "run" / "last.pt").prior.mode == "labels"
     assert checkpoint["config"]["prior"]["mode"] == "clip"  # the config is kept as given, not rewritten

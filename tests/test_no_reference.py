@@ -3,7 +3,10 @@ reference values."""
 import csv
 import hashlib
 import json
+import math
+import re
 import shutil
+import warnings
 from pathlib import Path
 
 import cv2
@@ -11,9 +14,12 @@ import numpy as np
 import pytest
 
 import evaluate_real
+import metrics.real_haze
 from metrics import entropy, fade, piqe
 from metrics.fade import MODEL_FOLDER
+from metrics.inputs import UndefinedMeasure
 from metrics.no_reference import brisque, matlab_half_size, niqe
+from utils.cli import UserError
 from utils.image import read_image, to_uint8
 
 from .conftest import LABELS_PRIOR, write_checkpoint
@@ -37,13 +43,6 @@ def test_niqe_agrees_with_the_basicsr_port_of_the_matlab_release(real_hazy):
     # measured 0.0093 (indoor.jpg; AVX-512 and AVX2); ±1-ulp noise in the Gaussian filtering moves it to 0.013
     assert max(differences.values()) < 0.03, max(differences.items(), key=lambda kv: kv[1])
     assert np.median(list(differences.values())) < 1e-3  # measured 5.1e-5; 1e-4 with the 1-ulp noise
-
-
-def test_niqe_input_checks():
-    with pytest.raises(ValueError, match="two 96×96 blocks"):
-        niqe(np.zeros((100, 150, 3), np.uint8))
-    with pytest.raises(ValueError, match="RGB"):
-        niqe(np.zeros((200, 200), np.uint8))
 
 
 def test_brisque_agrees_with_the_brisque_package(real_hazy):
@@ -141,16 +140,86 @@ def test_fade_sees_less_fog_in_clear_images_than_in_their_hazy_versions(reside_s
         assert fade(clear) * 1.5 < fade(hazy), path.name
 
 
-def test_measures_refuse_images_too_small_or_not_rgb():
-    with pytest.raises(ValueError, match="16×16"):
-        fade(np.zeros((12, 40, 3), np.uint8))
-    with pytest.raises(ValueError, match="16×16"):
-        piqe(np.zeros((40, 12, 3), np.uint8))
-    with pytest.raises(ValueError, match="all-black"):
-        piqe(np.zeros((40, 40, 3), np.uint8))
-    for measure in (fade, piqe, entropy):
-        with pytest.raises(ValueError, match="RGB"):
-            measure(np.zeros((40, 40), np.uint8))
+MEASURES = {"FADE": fade, "PIQE": piqe, "entropy": entropy, "NIQE": niqe, "BRISQUE": brisque}
+
+
+def textured(height: int = 200, width: int = 240) -> np.ndarray:
+    """A photo-like uint8 RGB image every measure has a value for: gradients and noise."""
+    rng = np.random.default_rng(3)
+    y, x = np.mgrid[0:height, 0:width] / max(height, width)
+    base = np.stack([x, y, 0.5 * (x + y)], axis=2) * 180 + rng.normal(0, 12, (height, width, 3)) + 30
+    return np.clip(base, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("label", MEASURES)
+def test_every_measure_takes_uint8_or_unit_floats_rgb_or_grey_alike(label):
+    measure, rgb = MEASURES[label], textured()
+    value = measure(rgb)
+    assert math.isfinite(value) and measure(rgb / 255.0) == value  # float in [0, 1]: the same pixels, the same score
+    grey = rgb[:, :, 1]
+    assert measure(grey) == measure(grey[:, :, None]) == measure(np.repeat(grey[:, :, None], 3, axis=2))
+
+
+REFUSED = {  # what a measure is given → what its one-line refusal says
+    "float 0–3": (lambda rgb: rgb / 255.0 * 3, r"float values outside \[0, 1\] \(from 0 to 2\.9\d+\); give uint8"),
+    "negative float": (lambda rgb: rgb / 255.0 - 0.5, r"float values outside \[0, 1\] \(from -0\.5 to 0\.4\d+\)"),
+    "infinity": (lambda rgb: np.where(rgb > 128, np.inf, rgb / 255.0), r"float values outside \[0, 1\] \(from 0 to inf\)"),
+    "NaN": (lambda rgb: np.where(rgb > 128, np.nan, rgb / 255.0), r"the image holds NaN values"),
+    "four channels": (lambda rgb: np.concatenate([rgb, rgb[:, :, :1]], axis=2), r"shape \(200, 240, 4\); expected H×W×3"),
+    "a batch": (lambda rgb: rgb[None], r"shape \(1, 200, 240, 3\); expected H×W×3 RGB or H×W grey"),
+    "one row": (lambda rgb: rgb.ravel(), r"shape \(144000,\); expected"),
+    "16-bit": (lambda rgb: rgb.astype(np.uint16) * 257, r"uint16 pixels; expected uint8, or float in \[0, 1\]"),
+    "empty": (lambda rgb: rgb[:0], r"an empty image \(shape \(0, 240, 3\)\)"),
+}
+
+
+@pytest.mark.parametrize("case", REFUSED)
+@pytest.mark.parametrize("label", MEASURES)
+def test_every_measure_refuses_what_it_cannot_take_in_one_line(label, case):
+    make, expected = REFUSED[case]
+    with pytest.raises(ValueError) as refused:
+        MEASURES[label](make(textured()))
+    message = str(refused.value)
+    assert message.startswith(f"{label}: ") and "\n" not in message and re.search(expected, message), message
+    assert not isinstance(refused.value, UndefinedMeasure)
+
+
+FLAT = {"flat grey": 128, "all black": 0, "all white": 255}
+UNDEFINED = {"FADE": {"flat grey": "flat", "all black": "flat", "all white": "flat"},  # measure → image → reason
+             "NIQE": {"flat grey": "flat", "all black": "flat", "all white": "flat"},
+             "BRISQUE": {"flat grey": "flat", "all black": "flat", "all white": "flat"},
+             "PIQE": {"all black": "all-black"}}
+DEFINED = {("PIQE", "flat grey"): 100.0, ("PIQE", "all white"): 100.0,  # no active block: the reference's 100
+           ("entropy", "flat grey"): 0.0, ("entropy", "all black"): 0.0, ("entropy", "all white"): 0.0}
+
+
+@pytest.mark.parametrize("image", FLAT)
+@pytest.mark.parametrize("label", MEASURES)
+def test_a_flat_photo_has_no_value_where_a_measure_is_undefined_and_no_warning(label, image):
+    photo = np.full((200, 240, 3), FLAT[image], np.uint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no numpy warning (invalid value, empty slice) reaches the user
+        if image in UNDEFINED.get(label, {}):
+            with pytest.raises(UndefinedMeasure, match=rf"^{label} is undefined.*{UNDEFINED[label][image]}"):
+                MEASURES[label](photo)
+        else:
+            value = MEASURES[label](photo)
+            assert value == DEFINED[label, image] and math.copysign(1, value) == 1  # entropy 0.0, not -0.0
+
+
+def test_measures_of_a_grey_photo_warn_of_nothing(real_hazy):
+    photo = shared_image(real_hazy, "canyon.png")
+    grey = np.repeat(photo.mean(axis=2, keepdims=True).round().astype(np.uint8), 3, axis=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # FADE's colour contrast of a grey photo is 0/0, made 0 as in the release
+        assert all(math.isfinite(measure(grey)) for measure in MEASURES.values())
+
+
+def test_an_image_too_small_for_a_measure_has_no_value():
+    for label, shape, expected in (("FADE", (12, 40), "16×16"), ("PIQE", (40, 12), "16×16"),
+                                   ("NIQE", (100, 150), "two 96×96 blocks"), ("BRISQUE", (20, 60), "32×32")):
+        with pytest.raises(UndefinedMeasure, match=rf"^{label} needs at least .*{expected}"):
+            MEASURES[label](textured(*shape))
 
 
 def test_real_haze_evaluation_script(real_hazy, tmp_path):
@@ -186,3 +255,61 @@ def test_real_haze_evaluation_script(real_hazy, tmp_path):
     (photos / "tiny.png").write_bytes(cv2.imencode(".png", np.zeros((80, 120, 3), np.uint8))[1].tobytes())
     with pytest.raises(Exception, match=r"1 problem\(s\).*\n.*tiny.png: 120×80 is too small for NIQE"):
         evaluate_real.run(evaluate_real.parse_args(argv))  # found before any photo is dehazed
+
+
+def flat_photos_beside(real_hazy: Path, folder: Path) -> Path:
+    """Two real hazy photos, and a flat grey, an all-black and an all-white one (a dense fog can be nearly flat)."""
+    folder.mkdir()
+    for name in ("canyon.png", "test14.jpg"):
+        shutil.copy(real_hazy / name, folder / name)
+    for name, value in (("black.png", 0), ("grey.png", 128), ("white.png", 255)):
+        cv2.imwrite(str(folder / name), np.full((100, 200, 3), value, np.uint8))
+    return folder
+
+
+def test_an_evaluation_names_flat_photos_undefined_and_an_interrupted_one_goes_on(real_hazy, tmp_path, monkeypatch, capsys):
+    argv = [str(flat_photos_beside(real_hazy, tmp_path / "photos")), "--checkpoint", str(write_checkpoint(tmp_path / "net.pt")),
+            "--out", str(tmp_path / "out"), "--max-side", "200"]
+    scored, interruptions, score_photo = [], [KeyboardInterrupt], metrics.real_haze.score_photo
+
+    def interrupted_at_the_third_photo(image):  # input and output of each photo; once
+        scored.append(image.shape)
+        if len(scored) == 5 and interruptions:
+            raise interruptions.pop()
+        return score_photo(image)
+    monkeypatch.setattr("metrics.real_haze.score_photo", interrupted_at_the_third_photo)
+    with pytest.raises(SystemExit) as stop:
+        evaluate_real.main(argv)
+    table = tmp_path / "out" / "per_image.csv"
+    with open(table) as f:
+        assert stop.value.code == 130 and [r["name"] for r in csv.DictReader(f)] == ["black.png", "canyon.png"]
+    with open(table, "a") as f:
+        f.write("grey.png,grey.png,200,100,0.51")  # the third photo's row, cut short by a kill
+    scored.clear()
+    summary = evaluate_real.main(argv)
+    printed = capsys.readouterr().out
+    assert "already scores 2 of these 5 photos: scoring the other 3" in printed and len(scored) == 6
+    with open(table) as f:
+        rows = {r["name"]: r for r in csv.DictReader(f)}
+    assert sorted(rows) == ["black.png", "canyon.png", "grey.png", "test14.jpg", "white.png"] and summary["images"] == 5
+    for name in ("black.png", "grey.png", "white.png"):  # named undefined, with the reason, in the table and the log
+        assert {"input: FADE is undefined", "input: NIQE is undefined", "input: BRISQUE is undefined"} <= {
+            reason.split(":")[0] + ":" + reason.split(":")[1] for reason in rows[name]["undefined"].split("; ")}
+        assert f"{name}: input: NIQE is undefined: 0 of its 2 96×96 blocks have texture" in printed
+        assert rows[name]["input_fade"] == "" and rows[name]["input_entropy"] == "0.0"
+    assert "input: PIQE is undefined for an all-black image" in rows["black.png"]["undefined"]
+    assert rows["canyon.png"]["undefined"] == rows["test14.jpg"]["undefined"] == ""
+    for name, measure in metrics.real_haze.MEASURES.items():  # over the photos with both values, the rest counted
+        pairs = [(float(r[f"input_{name}"]), float(r[f"output_{name}"])) for r in rows.values()
+                 if r[f"input_{name}"] and r[f"output_{name}"]]
+        assert summary[f"input_{name}"] == pytest.approx(np.mean([a for a, _ in pairs]), rel=1e-12)
+        assert summary[f"output_{name}"] == pytest.approx(np.mean([b for _, b in pairs]), rel=1e-12)
+        assert summary[f"{name}_improved"] == sum(measure.improves(a, b) for a, b in pairs)
+        assert summary[f"{name}_left_out"] == 5 - len(pairs)
+    assert summary["fade_left_out"] == summary["niqe_left_out"] == 3 and summary["entropy_left_out"] == 0
+    assert f"(better on {summary['fade_improved']} of 2; 3 left out: undefined)" in printed
+    assert len(list((tmp_path / "out" / "outputs").iterdir())) == 5
+    with pytest.raises(UserError, match=r"per_image.csv holds scores of another evaluation \(max_side 200 \(now 300\)\)"):
+        evaluate_real.main(argv[:-1] + ["300"])
+    with pytest.raises(UserError, match=r"per_image.csv scores photos not among the inputs \(black.png, canyon.png, grey"):
+        evaluate_real.main([str(tmp_path / "photos" / "white.png"), *argv[1:]])

@@ -1,11 +1,16 @@
 """train.py and test.py end to end on tiny data (CPU, seconds): resuming, checkpoints, DDP with gradient
 accumulation, mixed precision, non-finite steps, EMA, channels-last."""
+import contextlib
 import csv
 import json
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,13 +23,14 @@ import engine.training
 import test as test_script
 import train
 from datasets import DatasetError, build_training_sets
-from engine import TrainingDiverged
+from engine import Process, TrainingDiverged
 from losses import build_loss
 from models import build_model, load_model
-from utils.checkpoint import CheckpointError, load_checkpoint
+from utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from utils.config import ConfigError
 from utils.image import read_image
 
+from .conftest import REPO as ROOT
 from .conftest import tiny_config
 from .test_datasets import make_pairs
 
@@ -356,3 +362,103 @@ def test_channels_last_trains_like_contiguous(tmp_path):
     assert [s for s, _ in nchw] == [s for s, _ in nhwc] == [0, 1]
     for (_, a), (_, b) in zip(nchw, nhwc):
         assert abs(a - b) <= 1e-4 * a
+
+
+# --- torchrun: elastic restarts, several nodes ---------------------------------------------------------------------------
+
+ELASTIC_EPOCHS = 5
+
+
+def torchrun(out_dir: Path, *launch: str, name: str = "run") -> subprocess.Popen:
+    """train.py under torchrun on the CPU (gloo) with a tiny config of several short epochs, each checkpointed; what
+    it prints goes to <name>.log beside out_dir."""
+    config = out_dir.parent / f"{out_dir.name}.yaml"
+    config.write_text(json.dumps(tiny_config(out_dir, train={"epochs": ELASTIC_EPOCHS}).to_dict()))
+    env = os.environ | {"OMP_NUM_THREADS": "1"}  # one thread per worker: the same sums in every run, quick when busy
+    with open(out_dir.parent / f"{name}.log", "w") as log:
+        return subprocess.Popen([sys.executable, "-m", "torch.distributed.run", *launch, "--monitor-interval=0.2",
+                                 "train.py", str(config)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def workers(agent: subprocess.Popen) -> dict[str, int]:
+    """RANK → process id of the workers a torchrun agent has started (its children, read from /proc)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == agent.pid:
+                environment = dict(v.split("=", 1) for v in (entry / "environ").read_text().split("\0") if "=" in v)
+                found[environment["RANK"]] = int(entry.name)
+        except (OSError, ValueError, KeyError):  # a process that ended meanwhile
+            continue
+    return found
+
+
+@contextlib.contextmanager
+def stopped_whatever_happens(*agents: subprocess.Popen):
+    """Leaves no process behind, even when a test fails: the agents and the workers they started (each in a session
+    of its own) are killed."""
+    try:
+        yield
+    finally:
+        for agent in agents:
+            if agent.poll() is None:
+                for pid in workers(agent).values():
+                    os.kill(pid, signal.SIGKILL)
+                agent.kill()
+                agent.wait()
+
+
+@pytest.fixture(scope="module")
+def two_node_run(tmp_path_factory) -> tuple[Path, str]:
+    """A run on two torchrun "nodes" of one worker each, meeting through c10d rendezvous on 127.0.0.1 as
+    docs/configuration.md starts several machines: (its out_dir, what node 0 printed)."""
+    folder, port = tmp_path_factory.mktemp("nodes"), _free_port()
+    nodes = [torchrun(folder / "run", "--nnodes=2", "--nproc_per_node=1", f"--node_rank={rank}", "--rdzv_backend=c10d",
+                      f"--rdzv_endpoint=127.0.0.1:{port}", "--rdzv_id=two-nodes", name=f"node{rank}") for rank in (0, 1)]
+    with stopped_whatever_happens(*nodes):
+        codes = [node.wait(timeout=600) for node in nodes]
+    printed = (folder / "node0.log").read_text() + (folder / "node1.log").read_text()
+    assert codes == [0, 0], printed
+    return folder / "run", printed
+
+
+@pytest.mark.slow
+def test_two_nodes_rendezvous_on_one_machine_and_train_one_run(two_node_run):
+    out_dir, printed = two_node_run
+    assert "device cpu × 2, precision torch.float32, batch 4 = 2 process(es) × 1 accumulation step(s) × 2" in printed
+    checkpoint = load_checkpoint(out_dir / "last.pt")
+    assert checkpoint["epoch"] == ELASTIC_EPOCHS and [h["epoch"] for h in checkpoint["history"]] == [1, 2, 3, 4, 5]
+    assert checkpoint["torchrun_job"] == "two-nodes"
+
+
+@pytest.mark.slow
+def test_a_killed_worker_is_restarted_and_the_run_ends_as_if_nothing_happened(two_node_run, tmp_path):
+    agent = torchrun(tmp_path / "run", "--standalone", "--nproc_per_node=2", "--max-restarts=3")
+    with stopped_whatever_happens(agent):
+        for _ in range(30_000):
+            if (tmp_path / "run" / "last.pt").is_file() or agent.poll() is not None:
+                break
+            time.sleep(0.02)
+        os.kill(workers(agent)["1"], signal.SIGKILL)  # after the first checkpoint, in the middle of the run
+        agent.wait(timeout=600)
+    printed = (tmp_path / "run.log").read_text()
+    # torchrun restarts both workers (now and then twice: a restarted gloo group may fail to connect once)
+    assert agent.returncode == 0 and re.search(r"torchrun restart [123]: continuing from .*run/last.pt", printed), printed
+    restarted, uninterrupted = load_checkpoint(tmp_path / "run" / "last.pt"), load_checkpoint(two_node_run[0] / "last.pt")
+    assert restarted["epoch"] == uninterrupted["epoch"] == ELASTIC_EPOCHS
+    # resumed at an epoch boundary: the data order derives from (seed, epoch), so the run is the uninterrupted one
+    assert restarted["model"].keys() == uninterrupted["model"].keys()
+    assert all(torch.equal(restarted["model"][k], uninterrupted["model"][k]) for k in uninterrupted["model"])
+    assert restarted["history"] == uninterrupted["history"]
+
+
+def test_only_a_restarted_worker_of_the_same_torchrun_job_continues_unasked(tmp_path):
+    save_checkpoint(tmp_path / "last.pt", {"epoch": 1, "torchrun_job": "job-a"})
+    cpu = torch.device("cpu")
+    assert engine.restarted_after_checkpoint(Process(0, 2, cpu, True, job="job-a", restarts=1), tmp_path / "last.pt")
+    for process in (Process(0, 2, cpu, True, job="job-a", restarts=0),   # the job's first start: --resume or nothing
+                    Process(0, 2, cpu, True, job="job-b", restarts=1),   # another job's checkpoint
+                    Process(0, 2, cpu, True, job=None, restarts=1),      # rendezvous id "none": no job to tell
+                    Process(0, 1, cpu)):                                  # not under torchrun
+        assert not engine.restarted_after_checkpoint(process, tmp_path / "last.pt"), process
+    assert not engine.restarted_after_checkpoint(Process(0, 2, cpu, True, job="job-a", restarts=1), tmp_path / "none.pt")

@@ -10,6 +10,8 @@ A checkpoint of this project is a dict:
     optimizer, scheduler, scaler, rng, loss_state   training state for `--resume` (loss_state: what loss
                  terms carry between steps, e.g. the KA-Net reweighting memory bank)
     metrics, best_psnr, history, skipped_steps     what the run measured
+    torchrun_job the torchrun job id of the run that wrote it (None outside torchrun): a worker torchrun restarts
+                 continues the checkpoint of its own job by itself
 Everything is tensors and plain Python data, so it loads with `torch.load(weights_only=True)`.
 """
 from __future__ import annotations

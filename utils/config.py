@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from dataclasses import asdict, dataclass, field
@@ -17,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from .cli import UserError
+from .cli import MAX_SIDE, UserError
 from .paths import unreadable_file
 from .precision import AMP_NAMES
 
@@ -27,6 +28,22 @@ class ConfigError(UserError, ValueError):
 
 
 VALIDATION_MODES = ("holdout", "test-center-crop", "test-full")
+
+
+class ConfigLoader(yaml.SafeLoader):
+    """YAML with the booleans of YAML 1.2, true and false only: PyYAML's YAML 1.1 also reads on, off, yes and no as
+    booleans, which would turn `amp: off` or `train.amp=off` into False instead of the amp name."""
+
+
+ConfigLoader.yaml_implicit_resolvers = {
+    first: [(tag, rule) for tag, rule in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+ConfigLoader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                                   list("tTfF"))
+
+
+def parse_yaml(text: str):
+    return yaml.load(text, Loader=ConfigLoader)  # a SafeLoader: builds plain data only
 
 
 @dataclass
@@ -190,7 +207,7 @@ def load_config(path: Path | str | None, overrides: list[str] = ()) -> Config:
         if problem := unreadable_file(path):
             raise ConfigError(f"config file {path}: {problem}")
         try:
-            values = yaml.safe_load(path.read_text()) or {}
+            values = parse_yaml(path.read_text()) or {}
         except yaml.YAMLError as e:
             raise ConfigError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
         if not isinstance(values, dict):
@@ -200,7 +217,7 @@ def load_config(path: Path | str | None, overrides: list[str] = ()) -> Config:
         if not sep:
             raise ConfigError(f"override {item!r} is not of the form key=value")
         try:
-            value = yaml.safe_load(raw)
+            value = parse_yaml(raw)
         except yaml.YAMLError:
             raise ConfigError(f"override {item!r}: the value is not valid YAML") from None
         _set_dotted(values, key.strip(), value)
@@ -219,7 +236,7 @@ def validate(config: Config) -> None:
          f"data.validation must be one of {', '.join(VALIDATION_MODES)}, got {data.validation!r}"),
         (0 < data.holdout_fraction < 1, f"data.holdout_fraction must lie in (0, 1), got {data.holdout_fraction}"),
         # any size, as in the releases: every network pads its input to its own size rule (models/interface.py)
-        (data.crop_size > 0, f"data.crop_size must be positive, got {data.crop_size}"),
+        (0 < data.crop_size <= MAX_SIDE, f"data.crop_size must lie in [1, {MAX_SIDE}], got {data.crop_size}"),
         (0 <= data.edge_decay <= 1, f"data.edge_decay must lie in [0, 1], got {data.edge_decay}"),
         (data.num_workers >= 0, f"data.num_workers must be ≥ 0, got {data.num_workers}"),
         (train.epochs > 0 and train.batch_size > 0 and train.eval_every > 0,

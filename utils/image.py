@@ -34,11 +34,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .cli import UserError
-from .paths import unreadable_file
+from .cli import MAX_PIXELS, UserError
+from .paths import LINK_LOOP, is_link_loop, unreadable_file
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-MAX_PIXELS = 2**28  # 268 megapixels; a header claiming more is refused before anything is decoded
 Image.MAX_IMAGE_PIXELS = None  # the limit is MAX_PIXELS, checked with a message naming the file
 _ORIENTATION = 0x0112  # EXIF tag
 
@@ -67,7 +66,8 @@ def find_images(inputs: list[str]) -> list[Path]:
         else:
             matches = sorted(Path(p) for p in glob.glob(item, recursive=True) if is_image_file(p))
         if not matches:
-            raise ImageError(f"{item}: no such image, folder with images, or matching pattern")
+            problem = LINK_LOOP if is_link_loop(path) else "no such image, folder with images, or matching pattern"
+            raise ImageError(f"{item}: {problem}")
         found += [p for p in matches if p not in found]
     return found
 
