@@ -168,6 +168,7 @@ def run_ours(spec: dict, timeline: Timeline) -> None:
 
 def run_released(spec: dict, timeline: Timeline) -> None:
     """A released train.py from its checkout, its network given the initial weights."""
+    sys.dont_write_bytecode = True  # no __pycache__ in the checkout
     if spec["device"] == "cpu":
         nn.Module.cuda = lambda self, device=None: self
         torch.Tensor.cuda = lambda self, *args, **kwargs: self

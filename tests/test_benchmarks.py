@@ -1,7 +1,4 @@
 """The benchmark scripts' code paths, run at toy sizes on the CPU so that they cannot rot (their figures mean nothing here)."""
-import io
-import subprocess
-import tarfile
 from pathlib import Path
 
 import pytest
@@ -13,10 +10,6 @@ from benchmarks.benchmark_models import measure_in_fresh_process
 from benchmarks.benchmark_training import step_batch
 from losses import ContrastiveRegularization
 from models import build_model
-
-# Where development machines keep git mirrors of the released repositories (CI has none: the released half skips).
-RELEASED_MIRRORS = {"--mixcl-code": Path("/work/.mirror/DanielHo-BS+MixCLDehazeNet/repo"),
-                    "--mixdehazenet-code": Path("/work/.mirror/AmeryXiong+MixDehazeNet/repo")}
 
 torch_compile = torch.compile
 
@@ -76,26 +69,10 @@ def test_no_reference_benchmark_times_every_measure(capsys):
 
 
 @pytest.fixture(scope="module")
-def released_code(tmp_path_factory) -> list[str]:
-    """benchmark_recipe.py's options naming checkouts of the released code (their Python and settings files),
-    made from the local mirrors that exist."""
-    options = []
-    for option, mirror in RELEASED_MIRRORS.items():
-        if not mirror.is_dir():
-            continue
-        folder = tmp_path_factory.mktemp(mirror.parent.name)
-        archive = subprocess.run(["git", "-C", str(mirror), "archive", "HEAD", "--", ":(glob)**/*.py",
-                                  ":(glob)**/*.json"], capture_output=True, check=True).stdout
-        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-            tar.extractall(folder, filter="data")
-        options += [option, str(folder)]
-    return options
-
-
-@pytest.fixture(scope="module")
-def recipe_smoke(tmp_path_factory, released_code) -> tuple[Path, dict]:
+def recipe_smoke(tmp_path_factory) -> tuple[Path, dict]:
+    """Both models, our train.py and the released one (its files kept in tests/reference)."""
     work = tmp_path_factory.mktemp("recipe")
-    return work, benchmark_recipe.main(["--smoke", "--workdir", str(work), *released_code])
+    return work, benchmark_recipe.main(["--smoke", "--workdir", str(work)])
 
 
 def test_recipe_smoke_runs_train_py_from_the_fixed_batches(recipe_smoke):
@@ -117,15 +94,11 @@ def test_recipe_smoke_runs_train_py_from_the_fixed_batches(recipe_smoke):
         assert set(ours["split"]) == set(benchmark_recipe.SPLIT) and min(ours["split"].values()) >= 0
 
 
-def test_recipe_smoke_released_code_starts_from_our_losses(recipe_smoke, released_code):
+def test_recipe_smoke_released_code_starts_from_our_losses(recipe_smoke):
     """The released train.py, given our initial weights and the same first batch, computes the same first loss."""
-    if not released_code:
-        pytest.skip(f"no mirror of the released code on this machine ({', '.join(map(str, RELEASED_MIRRORS.values()))})")
     _, results = recipe_smoke
-    names = [name for name, (_, option) in benchmark_recipe.RECIPES.items()
-             if f"--{option.replace('_', '-')}" in released_code]
-    for name in names:
+    for name in benchmark_recipe.RECIPES:
         (ours,), (released,) = results[name, "ours"], results[name, "released"]
-        # measured 2e-6 (fp32): rounding in two codes' networks, amplified by the regulariser's batch statistics
+        # measured 3e-6 (fp32): rounding in two codes' networks, amplified by the regulariser's batch statistics
         assert released["losses"][0] == pytest.approx(ours["losses"][0], rel=1e-4), name
         assert min(released["split"].values()) >= 0
