@@ -66,6 +66,14 @@ def matmul_gmacs(precision: str = "off", size: int = 2048, repeats: int = 10) ->
     return size**3 / best / 1e9
 
 
+def load_module(path: Path, name: str):
+    """A Python file of released code as a module of its own name (its folder is not put on the import path)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 class ReleasedFusion(nn.Module):
     """The released MixCLDehazeNet fusion, as its code computes it (parameter names as released): pixels attend
     over the text's D scalars (q1, k2, v2, postProj_s: the kept direction, TextImageAttention's), and the text's
@@ -98,9 +106,7 @@ class OfficialNetwork(nn.Module):
 
     def __init__(self, ours: nn.Module, official_code: Path):
         super().__init__()
-        spec = importlib.util.spec_from_file_location("official_mixdehazenet", official_code / "MixDehazeNet.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        module = load_module(official_code / "MixDehazeNet.py", "official_mixdehazenet")
         backbone = getattr(ours, "backbone", ours)
         self.fusion = ReleasedFusion(ours.fusion) if hasattr(ours, "fusion") else None
         depths = [len(getattr(backbone, f"stage{i}")) for i in range(1, 6)]

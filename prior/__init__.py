@@ -16,7 +16,14 @@ Prior modes (`prior.mode` of a config; the settings are utils.config.PriorConfig
 
 Attaching a prior to the samples of a dataset is datasets/prior.py's work.
 """
-from .cache import compute_prior_cache, ensure_prior_cache, image_list_fingerprint, prior_cache_path, stale_reason
+from .cache import (
+    compute_prior_cache,
+    ensure_prior_cache,
+    image_list_fingerprint,
+    prior_cache_path,
+    save_prior_cache,
+    stale_reason,
+)
 from .classes import (
     DOMAIN_LABELS_FILE,
     PRIOR_MODES,
@@ -31,4 +38,4 @@ from .network import photo_prior
 
 __all__ = ["DOMAIN_LABELS_FILE", "PRIOR_MODES", "ClipPrior", "PriorError", "clip_metadata", "compute_prior_cache",
            "ensure_prior_cache", "given_classes", "image_list_fingerprint", "load_clip", "one_hot", "photo_prior",
-           "prior_cache_path", "read_domain_labels", "stale_reason", "text_prior"]
+           "prior_cache_path", "read_domain_labels", "save_prior_cache", "stale_reason", "text_prior"]

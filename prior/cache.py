@@ -65,11 +65,17 @@ def ensure_prior_cache(path: Path | str, folder: Path | str, names: Sequence[str
         print(f"CLIP prior cache {path} is stale ({reason}); recomputing it")
     cache = compute_prior_cache(clip(), folder, names, image_reader=metadata.get("image_reader", "opencv"))
     cache["metadata"] = metadata  # the settings it was computed for, as the next call will compare them
+    save_prior_cache(path, cache)
+    return cache
+
+
+def save_prior_cache(path: Path | str, cache: dict) -> None:
+    """Write a cache (the dict `compute_prior_cache` returns) atomically, creating its folder."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     torch.save(cache, tmp)
     tmp.replace(path)
-    return cache
 
 
 def prior_cache_path(prior: PriorConfig, folder: Path) -> Path:

@@ -1,10 +1,14 @@
 """The benchmark scripts' code paths, run at toy sizes on the CPU so that they cannot rot (their figures mean nothing here)."""
+from pathlib import Path
+
 import pytest
 import torch
+import torch.nn.functional as F
 
-from benchmarks import benchmark_no_reference, gpu_suite
+from benchmarks import benchmark_no_reference, benchmark_recipe, gpu_suite
 from benchmarks.benchmark_models import measure_in_fresh_process
 from benchmarks.benchmark_training import step_batch
+from losses import ContrastiveRegularization
 from models import build_model
 
 torch_compile = torch.compile
@@ -62,3 +66,39 @@ def test_no_reference_benchmark_times_every_measure(capsys):
     seconds = benchmark_no_reference.main(["--megapixels", "0.05", "--rounds", "1"])
     assert set(seconds) == {"fade", "piqe", "entropy", "niqe", "brisque", "all five"}
     assert "| FADE |" in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def recipe_smoke(tmp_path_factory) -> tuple[Path, dict]:
+    """Both models, our train.py and the released one (its files kept in tests/reference)."""
+    work = tmp_path_factory.mktemp("recipe")
+    return work, benchmark_recipe.main(["--smoke", "--workdir", str(work)])
+
+
+def test_recipe_smoke_runs_train_py_from_the_fixed_batches(recipe_smoke):
+    """Our train.py ran both recipes; the loss it recorded first is the recipe's loss (L1 + 0.1 × the released
+    regulariser) of the saved initial network on the first fixed batch, recomputed here."""
+    work, results = recipe_smoke
+    probe = torch.load(work / "probes.pt", weights_only=True)[0]
+    regulariser = ContrastiveRegularization("resnet152", weights_file=benchmark_recipe.resnet152_file(work),
+                                            as_released=True)
+    for name in ("mixcl-s", "mixdehazenet-s"):
+        (ours,) = results[name, "ours"]
+        model = build_model(name).train()
+        model.load_state_dict(torch.load(work / f"{name}-initial.pt", weights_only=True))
+        with torch.no_grad():
+            output = model(probe["hazy"], probe["text"]) if model.takes_prior else model(probe["hazy"])
+            expected = F.l1_loss(output, probe["gt"]) + 0.1 * regulariser(output, probe["gt"], probe["hazy"])
+        assert ours["losses"][0] == pytest.approx(expected.item(), rel=1e-5), name
+        # the parts of a step are disjoint spans of it: what is left over cannot be negative
+        assert set(ours["split"]) == set(benchmark_recipe.SPLIT) and min(ours["split"].values()) >= 0
+
+
+def test_recipe_smoke_released_code_starts_from_our_losses(recipe_smoke):
+    """The released train.py, given our initial weights and the same first batch, computes the same first loss."""
+    _, results = recipe_smoke
+    for name in benchmark_recipe.RECIPES:
+        (ours,), (released,) = results[name, "ours"], results[name, "released"]
+        # measured 3e-6 (fp32): rounding in two codes' networks, amplified by the regulariser's batch statistics
+        assert released["losses"][0] == pytest.approx(ours["losses"][0], rel=1e-4), name
+        assert min(released["split"].values()) >= 0

@@ -1,5 +1,8 @@
 """Training losses: MixDehazeNet's contrastive regulariser as released and in its principled form, and where
 their ImageNet weights come from."""
+import importlib.util
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -15,47 +18,19 @@ from utils.image import read_image
 
 from .conftest import tiny_config
 
-
-class ReleasedResnet152(nn.Module):
-    """MixDehazeNet's `utils/CR_res.py` `Resnet152`, transcribed; the network is handed in instead of
-    `models.resnet152(pretrained=True)` so that both sides share one set of random weights."""
-
-    def __init__(self, res_pretrained_features: nn.Module):
-        super().__init__()
-        children = list(res_pretrained_features.children())
-        self.slice1 = nn.Sequential(*children[:-5])
-        self.slice2 = nn.Sequential(*children[-5:-4])
-        self.slice3 = nn.Sequential(*children[-4:-3])
-        self.slice4 = nn.Sequential(*children[-3:-2])
-        for param in self.parameters():
-            param.requires_grad = False
-
-    def forward(self, X):
-        h_relu1 = self.slice1(X)
-        h_relu2 = self.slice2(h_relu1)
-        h_relu3 = self.slice3(h_relu2)
-        h_relu4 = self.slice4(h_relu3)
-        return [h_relu1, h_relu2, h_relu3, h_relu4]
+RELEASED_REGULARISER = Path(__file__).resolve().parent / "reference" / "MixDehazeNet" / "utils" / "CR_res.py"
 
 
-class ReleasedContrastLoss(nn.Module):
-    """`ContrastLoss_res(ablation=False)` of the same file, transcribed (never put in eval mode, as released)."""
-
-    def __init__(self, resnet: nn.Module):
-        super().__init__()
-        self.vgg = ReleasedResnet152(resnet)
-        self.l1 = nn.L1Loss()
-        self.weights = [1.0 / 16, 1.0 / 8, 1.0 / 4, 1.0]
-
-    def forward(self, a, p, n):
-        a_vgg, p_vgg, n_vgg = self.vgg(a), self.vgg(p), self.vgg(n)
-        loss = 0
-        for i in range(len(a_vgg)):
-            a, p, n = a_vgg[i], p_vgg[i], n_vgg[i]
-            d_ap = self.l1(a, p.detach())
-            d_an = self.l1(a, n.detach())
-            loss += self.weights[i] * d_ap / (d_an + 1e-7)
-        return loss
+def released_contrast_loss(monkeypatch, resnet: nn.Module) -> nn.Module:
+    """The released `ContrastLoss_res()` itself (MixDehazeNet's `utils/CR_res.py`, kept in tests/reference), with
+    this network for its `models.resnet152(pretrained=True)` so that both sides share one set of random weights,
+    on the CPU (its `.cuda()` returns the module). Never put in eval mode, as released."""
+    spec = importlib.util.spec_from_file_location("released_cr_res", RELEASED_REGULARISER)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "models", SimpleNamespace(resnet152=lambda pretrained: resnet))
+    monkeypatch.setattr(nn.Module, "cuda", lambda self, device=None: self)
+    return module.ContrastLoss_res()
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +56,7 @@ def both_regularisers(monkeypatch, state_dict):
     monkeypatch.setattr("models.perceptual.torchvision_state_dict", lambda *args: state_dict)
     resnet = torchvision.models.resnet152()
     resnet.load_state_dict(state_dict)
-    return ContrastiveRegularization("resnet152", as_released=True), ReleasedContrastLoss(resnet)
+    return ContrastiveRegularization("resnet152", as_released=True), released_contrast_loss(monkeypatch, resnet)
 
 
 def loss_and_gradient(loss, output, gt, hazy, autocast=False):

@@ -1,0 +1,1 @@
+from .MixDehazeNet import  MixDehazeNet_s

@@ -1,0 +1,2 @@
+from .common import AverageMeter, ListAverageMeter, read_img, write_img, hwc_to_chw, chw_to_hwc
+from .data_parallel import BalancedDataParallel
