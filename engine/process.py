@@ -40,11 +40,16 @@ def start_process(seed: int) -> Process:
             torch.cuda.set_device(device)
         else:
             device = torch.device("cpu")
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        restarts = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0))
+        store, rank, world_size = next(dist.rendezvous("env://"))
+        # torchrun's agent serves one store for the whole job, and what a process group wrote there before a restart
+        # stays: restarted workers would read their predecessors' addresses (gloo then fails to connect, or hangs).
+        # Each restart gets keys of its own, as PyTorch's env:// rendezvous once did itself.
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", store=dist.PrefixStore(
+            f"restart_{restarts}", store), rank=rank, world_size=world_size)
         job = os.environ.get("TORCHELASTIC_RUN_ID")
         process = Process(dist.get_rank(), dist.get_world_size(), device, distributed=True,
-                          job=None if job in (None, "none") else job,
-                          restarts=int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0)))
+                          job=None if job in (None, "none") else job, restarts=restarts)
     torch.manual_seed(seed)
     random.seed(seed)
     torch.backends.cudnn.benchmark = True
