@@ -40,20 +40,34 @@ def start_process(seed: int) -> Process:
             torch.cuda.set_device(device)
         else:
             device = torch.device("cpu")
-        restarts = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0))
-        store, rank, world_size = next(dist.rendezvous("env://"))
-        # torchrun's agent serves one store for the whole job, and what a process group wrote there before a restart
-        # stays: restarted workers would read their predecessors' addresses (gloo then fails to connect, or hangs).
-        # Each restart gets keys of its own, as PyTorch's env:// rendezvous once did itself.
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", store=dist.PrefixStore(
-            f"restart_{restarts}", store), rank=rank, world_size=world_size)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", **group_store())
         job = os.environ.get("TORCHELASTIC_RUN_ID")
         process = Process(dist.get_rank(), dist.get_world_size(), device, distributed=True,
-                          job=None if job in (None, "none") else job, restarts=restarts)
+                          job=None if job in (None, "none") else job, restarts=job_restarts(device))
     torch.manual_seed(seed)
     random.seed(seed)
     torch.backends.cudnn.benchmark = True
     return process
+
+
+def group_store() -> dict:
+    """The store, rank and world size the process group forms with (init_process_group's keywords). torchrun's agent
+    serves one store for the whole job, and what a process group wrote there before a restart stays: restarted
+    workers would read their predecessors' addresses (gloo then fails to connect, or hangs). On one node, where
+    every worker has the same restart count, each restart gets keys of its own, as PyTorch's env:// rendezvous once
+    did itself; across nodes the counts differ (a node whose workers did not fail restarts them without counting)."""
+    store, rank, world_size = next(dist.rendezvous("env://"))
+    if os.environ.get("GROUP_WORLD_SIZE", "1") == "1":
+        store = dist.PrefixStore(f"restart_{os.environ.get('TORCHELASTIC_RESTART_COUNT', 0)}", store)
+    return {"store": store, "rank": rank, "world_size": world_size}
+
+
+def job_restarts(device: torch.device) -> int:
+    """How often torchrun has restarted this job's workers: the most any node counts, so that every worker agrees
+    whether the job was restarted (see group_store)."""
+    restarts = torch.tensor([int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0))], device=device)
+    dist.all_reduce(restarts, op=dist.ReduceOp.MAX)
+    return int(restarts.item())
 
 
 def finish_process(process: Process) -> None:
